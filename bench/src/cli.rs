@@ -1,0 +1,341 @@
+//! Command-line parsing and validation into a [`Config`].
+
+use std::time::Duration;
+
+use crate::endpoint::{self, Endpoint};
+
+/// Usage text printed by `--help` and on bad arguments.
+pub const USAGE: &str = "\
+herald-bench: STOMP-over-WebSocket load generator (loopback only)
+
+USAGE:
+    herald-bench <idle|fanout|persist> [FLAGS]
+
+SCENARIOS:
+    idle     open --connections, CONNECT + SUBSCRIBE to --rooms round-robin, hold --duration seconds
+    fanout   --connections subscribers over --rooms, --publishers sending --rate msgs/s in total
+    persist  --connections sending receipted SENDs over --rooms, --window outstanding each, --rate total (0 = max)
+
+FLAGS (default):
+    --target herald|rabbitmq   server kind (herald)
+    --url URL                  WebSocket URL (herald: ws://127.0.0.1:8080/ws/chat, rabbitmq: ws://127.0.0.1:15674/ws)
+    --http URL                 herald REST base for signup/login (http://<url host:port>)
+    --users N                  distinct users to sign up and log in, herald only (10)
+    --user-prefix S            user names are <S><i> (bench_user_)
+    --password S               password of every bench user (benchpass123)
+    --login S / --passcode S   rabbitmq credentials (bench / benchpass)
+    --vhost S                  rabbitmq STOMP host header (/)
+    --connections N            idle: connections; fanout: subscribers; persist: senders (1000)
+    --rooms N                  rooms, named <room-prefix><i> (1)
+    --room-prefix S            (bench-room-)
+    --publishers N             fanout publisher connections (10)
+    --rate N                   fanout: total SENDs/s (100); persist: total SENDs/s, 0 = as fast as the window allows (0)
+    --delivery-rate N          fanout: set --rate to N / (subscribers per room)
+    --window N                 persist: outstanding receipted SENDs per connection (8)
+    --message-size N           extra padding characters in each message text (0)
+    --duration SECS            hold / publish time (10)
+    --connect-rate N           new connections per second (2000)
+    --max-pending N            connection handshakes in flight at once (256)
+    --ramp-timeout SECS        give up the connect ramp after this long (30)
+    --settle SECS              fanout: pause between ramp and first SEND so SUBSCRIBEs land (1)
+    --drain SECS               fanout/persist: wait this long at most for in-flight replies (3)
+    --threads N                event-loop threads (1)
+    --sources N                source addresses 127.0.0.1..127.0.0.N (1)
+    --heart-beat CX,CY         STOMP heart-beat asked for in CONNECT (0,0)
+    --server-pid PID           report the server's VmRSS before and after
+    --max-connections N        refuse to open more sockets than this (19000)
+    --json PATH                also write the results as JSON
+";
+
+/// Which server the bench talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Herald: JWT login over REST, SEND to `/app/chat.send`.
+    Herald,
+    /// RabbitMQ Web-STOMP: login/passcode, SEND straight to the topic.
+    Rabbitmq,
+}
+
+/// The load shape to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Hold subscribed connections and measure memory.
+    Idle,
+    /// Publish to rooms with many subscribers and measure delivery latency.
+    Fanout,
+    /// Receipted SENDs and measure commit latency.
+    Persist,
+}
+
+impl Scenario {
+    /// The scenario's CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Fanout => "fanout",
+            Self::Persist => "persist",
+        }
+    }
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Load shape.
+    pub scenario: Scenario,
+    /// Server kind.
+    pub target: Target,
+    /// WebSocket endpoint.
+    pub ws: Endpoint,
+    /// REST endpoint (herald only).
+    pub http: Endpoint,
+    /// Distinct users (herald).
+    pub users: usize,
+    /// User name prefix.
+    pub user_prefix: String,
+    /// Password for bench users.
+    pub password: String,
+    /// RabbitMQ login.
+    pub login: String,
+    /// RabbitMQ passcode.
+    pub passcode: String,
+    /// RabbitMQ virtual host for the STOMP `host` header.
+    pub vhost: String,
+    /// Idle connections, fanout subscribers or persist senders.
+    pub connections: usize,
+    /// Number of rooms.
+    pub rooms: usize,
+    /// Room name prefix.
+    pub room_prefix: String,
+    /// Fanout publishers.
+    pub publishers: usize,
+    /// Total SENDs per second (0 = unthrottled, persist only).
+    pub rate: f64,
+    /// Persist window per connection.
+    pub window: usize,
+    /// Padding characters per message.
+    pub message_size: usize,
+    /// Hold or publish time.
+    pub duration: Duration,
+    /// New connections per second.
+    pub connect_rate: f64,
+    /// Handshakes in flight at once.
+    pub max_pending: usize,
+    /// Connect ramp deadline.
+    pub ramp_timeout: Duration,
+    /// Pause before publishing.
+    pub settle: Duration,
+    /// Wait for in-flight replies after publishing.
+    pub drain: Duration,
+    /// Event-loop threads.
+    pub threads: usize,
+    /// Source addresses.
+    pub sources: usize,
+    /// Heart-beat header value for CONNECT.
+    pub heart_beat: (u64, u64),
+    /// Server process to measure.
+    pub server_pid: Option<u32>,
+    /// Socket guard.
+    pub max_connections: usize,
+    /// JSON output path.
+    pub json: Option<String>,
+}
+
+impl Config {
+    /// Total sockets the run opens.
+    pub fn total_connections(&self) -> usize {
+        match self.scenario {
+            Scenario::Fanout => self.connections + self.publishers,
+            _ => self.connections,
+        }
+    }
+
+    /// Room name `i`.
+    pub fn room(&self, i: usize) -> String {
+        format!("{}{}", self.room_prefix, i % self.rooms)
+    }
+}
+
+/// Parses `args` (without the program name); `Err` carries the message to print before [`USAGE`].
+pub fn parse(args: &[String]) -> Result<Config, String> {
+    let mut it = args.iter();
+    let scenario = match it.next().map(String::as_str) {
+        Some("idle") => Scenario::Idle,
+        Some("fanout") => Scenario::Fanout,
+        Some("persist") => Scenario::Persist,
+        Some("-h" | "--help") | None => return Err(String::new()),
+        Some(other) => return Err(format!("unknown scenario {other:?}")),
+    };
+    let mut flags: Vec<(String, String)> = Vec::new();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(String::new());
+        }
+        let Some(name) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument {arg:?}"));
+        };
+        let (name, value) = match name.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => {
+                let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+                (name.to_string(), v.clone())
+            }
+        };
+        flags.push((name, value));
+    }
+    let mut f = Flags(flags);
+    let target = match f.take("target").as_deref() {
+        None | Some("herald") => Target::Herald,
+        Some("rabbitmq") => Target::Rabbitmq,
+        Some(other) => return Err(format!("--target must be herald or rabbitmq, not {other:?}")),
+    };
+    let default_url = match target {
+        Target::Herald => "ws://127.0.0.1:8080/ws/chat",
+        Target::Rabbitmq => "ws://127.0.0.1:15674/ws",
+    };
+    let ws = endpoint::parse(&f.take("url").unwrap_or_else(|| default_url.into()), "ws")?;
+    let http_url = f.take("http").unwrap_or_else(|| format!("http://{}", ws.host_header()));
+    let http = endpoint::parse(&http_url, "http")?;
+    let connections = f.num("connections", 1000)?;
+    let rooms = f.num("rooms", 1)?.max(1);
+    let delivery_rate = f.take("delivery-rate");
+    let default_rate = if scenario == Scenario::Persist { 0.0 } else { 100.0 };
+    let mut rate = f.float("rate", default_rate)?;
+    if let Some(d) = delivery_rate {
+        let d: f64 = d.parse().map_err(|_| format!("--delivery-rate: bad number {d:?}"))?;
+        let per_room = (connections as f64 / rooms as f64).max(1.0);
+        rate = d / per_room;
+    }
+    let heart_beat = match f.take("heart-beat") {
+        None => (0, 0),
+        Some(v) => v
+            .split_once(',')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .ok_or_else(|| format!("--heart-beat: expected CX,CY in ms, got {v:?}"))?,
+    };
+    let cfg = Config {
+        scenario,
+        target,
+        ws,
+        http,
+        users: f.num("users", 10)?.max(1),
+        user_prefix: f.take("user-prefix").unwrap_or_else(|| "bench_user_".into()),
+        password: f.take("password").unwrap_or_else(|| "benchpass123".into()),
+        login: f.take("login").unwrap_or_else(|| "bench".into()),
+        passcode: f.take("passcode").unwrap_or_else(|| "benchpass".into()),
+        vhost: f.take("vhost").unwrap_or_else(|| "/".into()),
+        connections,
+        rooms,
+        room_prefix: f.take("room-prefix").unwrap_or_else(|| "bench-room-".into()),
+        publishers: f.num("publishers", 10)?,
+        rate,
+        window: f.num("window", 8)?.max(1),
+        message_size: f.num("message-size", 0)?,
+        duration: f.secs("duration", 10.0)?,
+        connect_rate: f.float("connect-rate", 2000.0)?,
+        max_pending: f.num("max-pending", 256)?.max(1),
+        ramp_timeout: f.secs("ramp-timeout", 30.0)?,
+        settle: f.secs("settle", 1.0)?,
+        drain: f.secs("drain", 3.0)?,
+        threads: f.num("threads", 1)?.clamp(1, 64),
+        sources: f.num("sources", 1)?.clamp(1, 254),
+        heart_beat,
+        server_pid: f
+            .take("server-pid")
+            .map(|p| p.parse().map_err(|_| format!("--server-pid: bad pid {p:?}")))
+            .transpose()?,
+        max_connections: f.num("max-connections", 19_000)?,
+        json: f.take("json"),
+    };
+    if let Some((name, _)) = f.0.first() {
+        return Err(format!("unknown flag --{name}"));
+    }
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn validate(cfg: &Config) -> Result<(), String> {
+    let total = cfg.total_connections();
+    if total == 0 {
+        return Err("nothing to do: --connections is 0".into());
+    }
+    if total > cfg.max_connections {
+        return Err(format!(
+            "{total} connections exceed --max-connections {}",
+            cfg.max_connections
+        ));
+    }
+    if cfg.duration > Duration::from_secs(600) || cfg.ramp_timeout > Duration::from_secs(300) {
+        return Err("runs are bounded: --duration ≤ 600 s, --ramp-timeout ≤ 300 s".into());
+    }
+    if cfg.scenario == Scenario::Fanout && (cfg.publishers == 0 || cfg.rate <= 0.0) {
+        return Err("fanout needs --publishers ≥ 1 and --rate > 0".into());
+    }
+    if cfg.message_size > 1900 {
+        return Err("--message-size ≤ 1900 (herald's message limit is 2000 characters)".into());
+    }
+    if cfg.connect_rate <= 0.0 {
+        return Err("--connect-rate must be > 0".into());
+    }
+    Ok(())
+}
+
+struct Flags(Vec<(String, String)>);
+
+impl Flags {
+    fn take(&mut self, name: &str) -> Option<String> {
+        let i = self.0.iter().rposition(|(n, _)| n == name)?;
+        let value = self.0.remove(i).1;
+        self.0.retain(|(n, _)| n != name);
+        Some(value)
+    }
+
+    fn num(&mut self, name: &str, default: usize) -> Result<usize, String> {
+        self.take(name)
+            .map(|v| {
+                v.replace('_', "")
+                    .parse()
+                    .map_err(|_| format!("--{name}: bad number {v:?}"))
+            })
+            .unwrap_or(Ok(default))
+    }
+
+    fn float(&mut self, name: &str, default: f64) -> Result<f64, String> {
+        self.take(name)
+            .map(|v| v.parse().map_err(|_| format!("--{name}: bad number {v:?}")))
+            .unwrap_or(Ok(default))
+    }
+
+    fn secs(&mut self, name: &str, default: f64) -> Result<Duration, String> {
+        let s = self.float(name, default)?;
+        Duration::try_from_secs_f64(s).map_err(|_| format!("--{name}: bad duration {s}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_fanout_with_delivery_rate() {
+        let c = parse(&args(
+            "fanout --target rabbitmq --connections 1000 --delivery-rate=20000",
+        ))
+        .unwrap();
+        assert_eq!((c.target, c.connections, c.rate), (Target::Rabbitmq, 1000, 20.0));
+        assert_eq!(c.ws.addr.port(), 15674);
+        assert_eq!(c.total_connections(), 1010);
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        assert!(parse(&args("idle --url ws://192.168.1.1/ws")).is_err());
+        assert!(parse(&args("idle --connections 30000")).is_err());
+        assert!(parse(&args("idle --bogus 1")).is_err());
+        assert!(parse(&args("nope")).is_err());
+    }
+}

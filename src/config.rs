@@ -1,0 +1,384 @@
+//! Configuration: `config/herald.toml` (every key optional, defaults documented there), then
+//! `HERALD_*` environment overrides, then validation. One struct per TOML section.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The JWT secret shipped for dev mode; Herald refuses to start with it when `dev = false`.
+pub const DEV_JWT_SECRET: &str = "herald-dev-secret-change-me-please-32b";
+
+/// Why the configuration cannot be used; the message says which key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read: fix the path given with `--config`.
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// The TOML is malformed or a key has the wrong type.
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    /// A value is out of range or unsafe.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Dev mode: seeds demo users and allows the default JWT secret.
+    pub dev: bool,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub jwt: JwtConfig,
+    pub auth: AuthConfig,
+    pub chat: ChatConfig,
+    pub notifications: NotificationsConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// `[server]`: sockets, HTTP bounds and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub reactors: usize,
+    pub max_connections: usize,
+    pub header_timeout_ms: u64,
+    pub keepalive_timeout_ms: u64,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_deadline_ms: u64,
+    pub cors_allowed_origins: Vec<String>,
+    pub metrics_loopback_only: bool,
+}
+
+/// `[database]`: the store URL and the worker pool feeding it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub workers: usize,
+    pub chat_shards: usize,
+    pub max_batch: usize,
+    pub queue_capacity: usize,
+}
+
+/// `[jwt]`: HS256 secret and token lifetimes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    pub secret: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+}
+
+/// `[auth]`: login throttling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub login_per_ip_per_minute: u32,
+    pub login_per_username_per_minute: u32,
+}
+
+/// `[chat]`: STOMP limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    pub max_message_chars: usize,
+    pub max_frame_bytes: usize,
+    pub max_subscriptions: usize,
+    pub outbound_buffer_bytes: usize,
+    pub heartbeat_ms: u64,
+    pub ws_read_buffer_bytes: usize,
+}
+
+/// `[notifications]`: SSE and direct notifications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    pub ping_interval_ms: u64,
+    pub direct_per_sender_per_minute: u32,
+    pub replay_limit: u32,
+}
+
+/// `[cluster]`: scale-out over Redis pub/sub.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dev: true,
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            jwt: JwtConfig::default(),
+            auth: AuthConfig::default(),
+            chat: ChatConfig::default(),
+            notifications: NotificationsConfig::default(),
+            cluster: ClusterConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "0.0.0.0:8080".into(),
+            reactors: 0,
+            max_connections: 19_000,
+            header_timeout_ms: 10_000,
+            keepalive_timeout_ms: 75_000,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            max_body_bytes: 64 * 1024,
+            shutdown_deadline_ms: 10_000,
+            cors_allowed_origins: vec!["*".into()],
+            metrics_loopback_only: true,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://data/herald.db".into(),
+            workers: 4,
+            chat_shards: 2,
+            max_batch: 512,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            secret: DEV_JWT_SECRET.into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 14 * 24 * 3600,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            login_per_ip_per_minute: 60,
+            login_per_username_per_minute: 10,
+        }
+    }
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            max_message_chars: 2000,
+            max_frame_bytes: 64 * 1024,
+            max_subscriptions: 100,
+            outbound_buffer_bytes: 1024 * 1024,
+            heartbeat_ms: 10_000,
+            ws_read_buffer_bytes: 4096,
+        }
+    }
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            ping_interval_ms: 15_000,
+            direct_per_sender_per_minute: 60,
+            replay_limit: 1000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (a missing default path is fine: defaults apply), applies the environment, validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let default_path = Path::new("config/herald.toml");
+        let (path, required) = match path {
+            Some(p) => (p, true),
+            None => (default_path, false),
+        };
+        let mut config = match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            })?,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies the `HERALD_*` overrides of SPEC §7; `lookup` is `std::env::var` outside tests.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = lookup("HERALD_BIND") {
+            self.server.bind = v;
+        }
+        if let Some(v) = lookup("HERALD_REACTORS") {
+            self.server.reactors = v
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("HERALD_REACTORS must be a number, got {v:?}")))?;
+        }
+        if let Some(v) = lookup("HERALD_DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = lookup("HERALD_JWT_SECRET") {
+            self.jwt.secret = v;
+        }
+        if let Some(v) = lookup("HERALD_DEV") {
+            self.dev = match v.as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => return Err(ConfigError::Invalid(format!("HERALD_DEV must be 1 or 0, got {v:?}"))),
+            };
+        }
+        if let Some(v) = lookup("HERALD_REDIS_URL") {
+            self.cluster.redis_url = v;
+        }
+        Ok(())
+    }
+
+    /// Checks ranges and the production-safety rules (no default secret outside dev mode).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return invalid(&format!("server.bind {:?} is not an address:port", self.server.bind));
+        }
+        if !self.dev && self.jwt.secret == DEV_JWT_SECRET {
+            return invalid("jwt.secret is the dev default; set HERALD_JWT_SECRET (>= 32 bytes) or HERALD_DEV=1");
+        }
+        if !self.dev && self.jwt.secret.len() < 32 {
+            return invalid("jwt.secret must be at least 32 bytes outside dev mode");
+        }
+        if self.jwt.secret.is_empty() {
+            return invalid("jwt.secret must not be empty");
+        }
+        if self.jwt.access_ttl_secs <= 0 || self.jwt.refresh_ttl_secs <= 0 {
+            return invalid("jwt.access_ttl_secs and jwt.refresh_ttl_secs must be positive");
+        }
+        if self.database.workers == 0 || self.database.chat_shards == 0 || self.database.max_batch == 0 {
+            return invalid("database.workers, chat_shards and max_batch must be at least 1");
+        }
+        if self.server.max_header_bytes < 512 || self.server.max_headers == 0 {
+            return invalid("server.max_header_bytes must be >= 512 and max_headers >= 1");
+        }
+        if self.chat.max_frame_bytes < 1024 || self.chat.outbound_buffer_bytes < self.chat.max_frame_bytes {
+            return invalid("chat.max_frame_bytes must be >= 1024 and <= chat.outbound_buffer_bytes");
+        }
+        if self.chat.max_subscriptions == 0 || self.chat.max_message_chars == 0 {
+            return invalid("chat.max_subscriptions and chat.max_message_chars must be at least 1");
+        }
+        if self.notifications.ping_interval_ms < 100 {
+            return invalid("notifications.ping_interval_ms must be >= 100");
+        }
+        Ok(())
+    }
+
+    /// How many reactor threads to run: `server.reactors`, or one per core when 0.
+    pub fn reactor_count(&self) -> usize {
+        match self.server.reactors {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// `server.header_timeout_ms` as a duration.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.header_timeout_ms)
+    }
+
+    /// `server.keepalive_timeout_ms` as a duration.
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.keepalive_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_in_dev_mode() {
+        let c = Config::default();
+        assert!(c.dev);
+        c.validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn production_refuses_the_default_secret() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "HERALD_DEV").then(|| "0".to_string()))
+            .expect("env");
+        let err = c.validate().expect_err("must refuse");
+        assert!(err.to_string().contains("dev default"), "{err}");
+        c.jwt.secret = "short".into();
+        assert!(c.validate().is_err());
+        c.jwt.secret = "x".repeat(32);
+        c.validate().expect("32-byte secret is fine");
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "HERALD_BIND" => Some("127.0.0.1:9999".into()),
+            "HERALD_REACTORS" => Some("3".into()),
+            "HERALD_DATABASE_URL" => Some("mysql://u:p@h:3306/d".into()),
+            _ => None,
+        })
+        .expect("env");
+        assert_eq!(c.server.bind, "127.0.0.1:9999");
+        assert_eq!(c.reactor_count(), 3);
+        assert_eq!(c.database.url, "mysql://u:p@h:3306/d");
+        assert!(c
+            .apply_env(|k| (k == "HERALD_REACTORS").then(|| "many".into()))
+            .is_err());
+        assert!(c.apply_env(|k| (k == "HERALD_DEV").then(|| "yes".into())).is_err());
+    }
+
+    #[test]
+    fn toml_keys_and_unknown_keys() {
+        let c = Config::from_toml("dev = false\n[server]\nbind = \"127.0.0.1:1\"\n[chat]\nmax_subscriptions = 5\n")
+            .expect("parse");
+        assert!(!c.dev);
+        assert_eq!(c.chat.max_subscriptions, 5);
+        assert_eq!(c.chat.max_frame_bytes, 65536, "unset keys keep defaults");
+        assert!(
+            Config::from_toml("[server]\nbnid = \"x\"\n").is_err(),
+            "typos are reported"
+        );
+        assert!(Config::from_toml("[server]\nreactors = \"two\"\n").is_err());
+    }
+
+    #[test]
+    fn shipped_config_file_parses_and_validates() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/herald.toml"))
+            .expect("config/herald.toml ships");
+        let c = Config::from_toml(&text).expect("parses");
+        c.validate().expect("validates");
+        assert!(
+            c.dev,
+            "the shipped file says dev so `cargo run --release` works at once"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Maps a method and path to a [`Route`]; 404 and 405 are decided here, nowhere else.
+
+use super::request::Method;
+use super::response::ApiError;
+
+/// Every endpoint of SPEC §3–5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Signup,
+    Login,
+    Reissue,
+    Logout,
+    Me,
+    /// `GET /chat/history/{roomId}` (room id still percent-encoded).
+    History(String),
+    NotificationStream,
+    NotificationsList,
+    NotificationsCreate,
+    /// `POST /notifications/{id}/read` (id as given, validated by the handler).
+    NotificationRead(String),
+    Health,
+    Metrics,
+    /// `GET /ws/chat`: the WebSocket upgrade.
+    WsChat,
+    /// A CORS preflight on a known path.
+    Preflight,
+}
+
+/// Resolves a request line. `HEAD` is served as `GET` without a body.
+pub fn route(method: Method, path: &str) -> Result<Route, ApiError> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let get = matches!(method, Method::Get | Method::Head);
+    let post = method == Method::Post;
+    let (allowed, chosen): (&'static str, Option<Route>) = match segments.as_slice() {
+        ["auth", "signup"] => ("POST, OPTIONS", post.then_some(Route::Signup)),
+        ["auth", "login"] => ("POST, OPTIONS", post.then_some(Route::Login)),
+        ["auth", "reissue"] | ["auth", "refresh"] => ("POST, OPTIONS", post.then_some(Route::Reissue)),
+        ["auth", "logout"] => ("POST, OPTIONS", post.then_some(Route::Logout)),
+        ["users", "me"] => ("GET, HEAD, OPTIONS", get.then_some(Route::Me)),
+        ["chat", "history", room] if !room.is_empty() => {
+            ("GET, HEAD, OPTIONS", get.then(|| Route::History((*room).to_string())))
+        }
+        ["notifications", "stream"] => (
+            "GET, OPTIONS",
+            (method == Method::Get).then_some(Route::NotificationStream),
+        ),
+        ["notifications"] => (
+            "GET, HEAD, POST, OPTIONS",
+            if get {
+                Some(Route::NotificationsList)
+            } else if post {
+                Some(Route::NotificationsCreate)
+            } else {
+                None
+            },
+        ),
+        ["notifications", id, "read"] => (
+            "POST, OPTIONS",
+            post.then(|| Route::NotificationRead((*id).to_string())),
+        ),
+        ["health"] => ("GET, HEAD", get.then_some(Route::Health)),
+        ["metrics"] => ("GET, HEAD", get.then_some(Route::Metrics)),
+        ["ws", "chat"] => ("GET", (method == Method::Get).then_some(Route::WsChat)),
+        _ => return Err(ApiError::NotFound("요청한 경로를 찾을 수 없습니다")),
+    };
+    match chosen {
+        Some(r) => Ok(r),
+        None if method == Method::Options && allowed.contains("OPTIONS") => Ok(Route::Preflight),
+        None => Err(ApiError::MethodNotAllowed(allowed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_every_endpoint() {
+        assert_eq!(route(Method::Post, "/auth/login"), Ok(Route::Login));
+        assert_eq!(route(Method::Post, "/auth/refresh"), Ok(Route::Reissue));
+        assert_eq!(
+            route(Method::Get, "/chat/history/room-1"),
+            Ok(Route::History("room-1".into()))
+        );
+        assert_eq!(route(Method::Head, "/health"), Ok(Route::Health));
+        assert_eq!(
+            route(Method::Post, "/notifications/12/read"),
+            Ok(Route::NotificationRead("12".into()))
+        );
+        assert_eq!(route(Method::Get, "/notifications"), Ok(Route::NotificationsList));
+        assert_eq!(route(Method::Post, "/notifications"), Ok(Route::NotificationsCreate));
+        assert_eq!(route(Method::Options, "/auth/login"), Ok(Route::Preflight));
+        assert_eq!(route(Method::Get, "/users/me/"), Ok(Route::Me));
+    }
+
+    #[test]
+    fn unknown_paths_and_wrong_methods() {
+        assert!(matches!(route(Method::Get, "/nope"), Err(ApiError::NotFound(_))));
+        assert!(matches!(
+            route(Method::Get, "/chat/history/"),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            route(Method::Get, "/chat/history/a/b"),
+            Err(ApiError::NotFound(_))
+        ));
+        assert_eq!(
+            route(Method::Get, "/auth/login"),
+            Err(ApiError::MethodNotAllowed("POST, OPTIONS"))
+        );
+        assert!(matches!(
+            route(Method::Delete, "/notifications"),
+            Err(ApiError::MethodNotAllowed(_))
+        ));
+        assert!(matches!(
+            route(Method::Other, "/health"),
+            Err(ApiError::MethodNotAllowed(_))
+        ));
+    }
+}

@@ -1,0 +1,64 @@
+//! The one boundary every store backend implements. Calls block: they run on worker threads only.
+
+use super::model::*;
+
+/// Why a store call failed; the variant says what the caller should do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint was hit (a username that is taken): answer 409.
+    #[error("conflict")]
+    Conflict,
+    /// The store cannot be reached (connection refused, lost, timed out): answer 503, drop this
+    /// connection and open a new one before the next call.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Any other failure: answer 500 and log it; the connection may be reused.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// A connection to one store (SQLite file or MySQL server), owned by one worker thread.
+pub trait Backend: Send {
+    /// Creates the tables and indexes if they do not exist; safe to run at every start.
+    fn migrate(&mut self) -> Result<(), StoreError>;
+    /// A cheap round trip that fails with `Unavailable` when the store is down.
+    fn ping(&mut self) -> Result<(), StoreError>;
+
+    /// Inserts a user; `Conflict` when the username is taken.
+    fn create_user(&mut self, username: &str, password_hash: &str, now_ms: i64) -> Result<User, StoreError>;
+    fn user_credentials(&mut self, username: &str) -> Result<Option<UserCredentials>, StoreError>;
+    fn user_by_id(&mut self, id: i64) -> Result<Option<User>, StoreError>;
+    fn user_exists(&mut self, username: &str) -> Result<bool, StoreError>;
+
+    fn insert_refresh_token(&mut self, token: &NewRefreshToken) -> Result<(), StoreError>;
+    /// Atomically marks a live token spent (revoked_at = now) and says what it was.
+    fn spend_refresh_token(&mut self, token_hash: &str, now_ms: i64) -> Result<SpendOutcome, StoreError>;
+    /// Revokes every token of the family that is not revoked yet.
+    fn revoke_family(&mut self, family: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// The family of a token of this user, if any (for logout).
+    fn refresh_token_family(&mut self, token_hash: &str, user_id: i64) -> Result<Option<String>, StoreError>;
+
+    /// Stores many messages in one transaction (multi-row insert) with the mention notifications
+    /// of those whose mentioned users exist. All or nothing.
+    fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError>;
+    /// A page of a room's history, ascending by id.
+    fn chat_history(&mut self, room_id: &str, query: HistoryQuery) -> Result<Vec<ChatMessage>, StoreError>;
+
+    /// Stores a notification if its recipient exists; `None` when there is no such user.
+    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Notification>, StoreError>;
+    /// The recipient's notifications, newest first.
+    fn list_notifications(
+        &mut self,
+        recipient: &str,
+        query: NotificationQuery,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// The recipient's notifications with id > `after_id`, ascending, at most `limit`.
+    fn notifications_after(
+        &mut self,
+        recipient: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// Marks one notification read; false when it does not exist or belongs to someone else.
+    fn mark_notification_read(&mut self, id: i64, recipient: &str, now_ms: i64) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,114 @@
+//! Plain values that cross the store boundary. Timestamps are milliseconds since the Unix epoch (UTC).
+
+/// A registered user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+}
+
+/// A user with the stored argon2id hash, for login only.
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+}
+
+/// A refresh token to remember; `token_hash` is the hex SHA-256 of the JWT, never the JWT itself.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub user_id: i64,
+    pub token_hash: String,
+    pub family: String,
+    pub expires_at_ms: i64,
+}
+
+/// What happened when a refresh token was presented for rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpendOutcome {
+    /// The token was live and is now spent; issue a new pair in the same family.
+    Spent { user_id: i64, family: String },
+    /// The token had already been spent or revoked: the caller revokes the whole family.
+    Reused { family: String },
+    /// The token is past its expiry (it is left as it is).
+    Expired,
+    /// No such token was ever issued by this store.
+    Unknown,
+}
+
+/// A chat message accepted from a client, not yet stored.
+#[derive(Debug, Clone)]
+pub struct NewChatMessage {
+    pub room_id: String,
+    pub sender: String,
+    pub message: String,
+    pub sent_at_ms: i64,
+    /// Usernames mentioned with `@name`, deduplicated, without the sender. Those that exist get a
+    /// `mention` notification in the same transaction as the message.
+    pub mentions: Vec<String>,
+}
+
+/// A stored chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub id: i64,
+    pub room_id: String,
+    pub sender: String,
+    pub message: String,
+    pub sent_at_ms: i64,
+}
+
+/// The result of one group commit: the stored messages in the order given, and the mention
+/// notifications created for them (ordered by id).
+#[derive(Debug, Clone, Default)]
+pub struct CommittedChat {
+    pub messages: Vec<ChatMessage>,
+    pub notifications: Vec<Notification>,
+}
+
+/// Which page of a room's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub limit: u32,
+    /// Only ids strictly below this.
+    pub before: Option<i64>,
+    /// Only ids strictly above this; when set, the page starts right after it (ascending).
+    pub after: Option<i64>,
+}
+
+/// The kind of a notification: `mention` or `direct`.
+pub type NotificationKind = &'static str;
+
+/// A notification to store.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub recipient: String,
+    pub kind: String,
+    pub sender: String,
+    pub room_id: Option<String>,
+    pub message: String,
+    pub created_at_ms: i64,
+}
+
+/// A stored notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: i64,
+    pub recipient: String,
+    pub kind: String,
+    pub sender: String,
+    pub room_id: Option<String>,
+    pub message: String,
+    pub created_at_ms: i64,
+    pub read: bool,
+}
+
+/// Which page of a user's notifications to list (newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationQuery {
+    pub unread_only: bool,
+    pub limit: u32,
+    /// Only ids strictly below this.
+    pub before: Option<i64>,
+}
