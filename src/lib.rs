@@ -5,10 +5,15 @@
 //! `api` holds the REST use cases; `store` is the one boundary to SQLite/MySQL, served by `pool`
 //! workers; `hub` carries fan-out between reactors.
 
+pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod hub;
 pub mod metrics;
+pub mod reactor;
+pub mod shared;
 pub mod stomp;
 pub mod store;
+pub mod views;

@@ -1,1 +1,225 @@
-fn main() {}
+//! `herald` — serve, migrate, or add a user.
+//!
+//! ```text
+//! herald [--config PATH]                 serve (default ./config/herald.toml when present)
+//! herald [--config PATH] migrate         create or update the schema, then exit
+//! herald [--config PATH] user add NAME   create a user; the password is read from stdin
+//! ```
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald::auth::{password, validate};
+use herald::config::Config;
+use herald::hub::{Hub, ReactorHandle};
+use herald::metrics::Metrics;
+use herald::reactor::{bind_listener, Reactor, ReactorParts};
+use herald::shared::Shared;
+use herald::store::pool::{self, StorePool};
+use herald::store::{open_backend, redact, StoreError};
+
+const USAGE: &str = "usage: herald [--config PATH] [migrate | user add NAME]\n\
+  (no command)     serve HTTP, STOMP over WebSocket (/ws/chat) and SSE (/notifications/stream)\n\
+  migrate          create or update the database schema, then exit\n\
+  user add NAME    create a user; the password is read from the first line of stdin\n\
+environment: HERALD_BIND, HERALD_REACTORS, HERALD_DATABASE_URL, HERALD_JWT_SECRET, HERALD_DEV, RUST_LOG";
+
+enum Command {
+    Serve,
+    Migrate,
+    UserAdd(String),
+}
+
+fn parse_args(args: Vec<String>) -> Result<(Option<PathBuf>, Command), String> {
+    let mut config = None;
+    let mut rest = Vec::new();
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--config" | "-c" => config = Some(PathBuf::from(iter.next().ok_or("--config needs a path")?)),
+            "--help" | "-h" => return Err(String::new()),
+            "--version" | "-V" => {
+                println!("herald {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s["--config=".len()..])),
+            _ => rest.push(arg),
+        }
+    }
+    let command = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["serve"] => Command::Serve,
+        ["migrate"] => Command::Migrate,
+        ["user", "add", name] => Command::UserAdd((*name).to_string()),
+        other => return Err(format!("unknown command: {}", other.join(" "))),
+    };
+    Ok((config, command))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let (config_path, command) = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("herald: {e}");
+            }
+            eprintln!("{USAGE}");
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    let config = match Config::load(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Serve => serve(config),
+        Command::Migrate => migrate(&config),
+        Command::UserAdd(name) => add_user(&config, &name),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(config: &Config) -> Result<(), String> {
+    let mut db = open_backend(&config.database.url).map_err(|e| e.to_string())?;
+    db.migrate().map_err(|e| e.to_string())?;
+    if config.dev {
+        pool::seed(db.as_mut()).map_err(|e| e.to_string())?;
+    }
+    println!("schema of {} is up to date", redact(&config.database.url));
+    Ok(())
+}
+
+fn add_user(config: &Config, name: &str) -> Result<(), String> {
+    validate::username(name).map_err(|e| format!("username: {e}"))?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    let pass = line.trim_end_matches(['\r', '\n']);
+    validate::password(pass).map_err(|e| format!("password: {e}"))?;
+    let mut db = open_backend(&config.database.url).map_err(|e| e.to_string())?;
+    db.migrate().map_err(|e| e.to_string())?;
+    let hash = password::hash_password(pass).map_err(|e| e.to_string())?;
+    match db.create_user(name, &hash, herald::clock::now_ms()) {
+        Ok(user) => {
+            println!("created user {} (id {})", user.username, user.id);
+            Ok(())
+        }
+        Err(StoreError::Conflict) => Err(format!("user {name} already exists")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    let addr: std::net::SocketAddr = config
+        .server
+        .bind
+        .parse()
+        .map_err(|e| format!("server.bind {:?}: {e}", config.server.bind))?;
+    let reactors = config.reactor_count().clamp(1, Hub::MAX_REACTORS);
+    if config.dev {
+        log::warn!("dev mode: demo users are seeded and the dev JWT secret is allowed; set HERALD_DEV=0 in production");
+    }
+    if !config.cluster.redis_url.is_empty() {
+        log::warn!(
+            "cluster.redis_url is set, but Redis scale-out is not implemented in this version: \
+             delivery is node-local (clients catch up through /chat/history)"
+        );
+    }
+
+    // Polls and wakers first: the hub needs every reactor's waker before any worker starts.
+    let mut parts = Vec::with_capacity(reactors);
+    let mut handles = Vec::with_capacity(reactors);
+    for id in 0..reactors {
+        let poll = mio::Poll::new().map_err(|e| format!("creating a poll: {e}"))?;
+        let waker = mio::Waker::new(poll.registry(), mio::Token(usize::MAX)).map_err(|e| format!("waker: {e}"))?;
+        let (handle, inbox) = ReactorHandle::new(waker);
+        let listener = bind_listener(addr).map_err(|e| format!("binding {addr}: {e}"))?;
+        handles.push(handle);
+        parts.push(ReactorParts {
+            id,
+            poll,
+            inbox,
+            listener,
+        });
+    }
+    let hub = Arc::new(Hub::new(handles));
+    let metrics = Arc::new(Metrics::default());
+    let store = StorePool::start(&config.database, config.dev, Arc::clone(&hub), Arc::clone(&metrics));
+    log::info!(
+        "herald {} listening on {addr} with {reactors} reactors, store {} ({} workers, {} chat shards)",
+        env!("CARGO_PKG_VERSION"),
+        redact(&config.database.url),
+        config.database.workers,
+        config.database.chat_shards
+    );
+    let shared = Arc::new(Shared::new(config, store, hub, metrics));
+
+    let mut threads = Vec::with_capacity(reactors);
+    for p in parts {
+        let id = p.id;
+        let shared_for_reactor = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("herald-reactor-{id}"))
+            .spawn(move || match Reactor::new(p, Arc::clone(&shared_for_reactor)) {
+                Ok(reactor) => reactor.run(),
+                Err(e) => {
+                    log::error!("reactor {id} failed to start: {e}");
+                    shared_for_reactor.shutdown.store(true, Ordering::Release);
+                }
+            })
+            .map_err(|e| format!("spawning reactor {id}: {e}"))?;
+        threads.push(thread);
+    }
+
+    wait_for_signal(&shared)?;
+    let deadline = Instant::now() + Duration::from_millis(shared.config.server.shutdown_deadline_ms);
+    log::info!(
+        "shutting down (deadline {} ms)",
+        shared.config.server.shutdown_deadline_ms
+    );
+    shared.shutdown.store(true, Ordering::Release);
+    for id in 0..shared.hub.reactor_count() {
+        shared
+            .hub
+            .send(id, herald::hub::ReactorMsg::Chat(Arc::from(Vec::new())));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    shared.pool.shutdown(deadline);
+    log::info!("bye");
+    Ok(())
+}
+
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_signal(shared: &Shared) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&flag)).map_err(|e| format!("signal handler: {e}"))?;
+    }
+    while !flag.load(Ordering::Acquire) && !shared.shutdown.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}

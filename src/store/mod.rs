@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod model;
 pub mod mysql;
+pub mod pool;
 pub mod sqlite;
 pub mod url;
 

@@ -1,0 +1,443 @@
+//! One event loop per core. Each reactor owns a `SO_REUSEPORT` listener on the shared port, a
+//! `mio::Poll`, a slab of connections and an inbox from workers and other reactors.
+//!
+//! Every pass of the loop runs the same phases, in order (as Redis's `aeProcessEvents` does):
+//!
+//! 1. **poll** — wait for readiness, at most until the next timer tick;
+//! 2. **readiness** — accept, read and parse, run handlers, queue output;
+//! 3. **inbox** — worker replies, committed chat batches, notifications, receipts;
+//! 4. **flush** — write every connection that got output during this pass, once;
+//! 5. **timers** — header and idle timeouts, heart-beats, token expiry, SSE pings (every 250 ms);
+//! 6. **shutdown** — once signalled: stop accepting, say goodbye, exit by the deadline.
+//!
+//! Tokens carry a generation next to the slab slot, so a reply for a connection that closed and
+//! whose slot was reused is dropped instead of reaching a stranger.
+
+mod conn;
+mod http;
+mod sse;
+mod ws;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::hub::{ConnRef, ReactorMsg};
+use crate::shared::Shared;
+use conn::Conn;
+
+const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+const TICK: Duration = Duration::from_millis(250);
+/// Messages read from one WebSocket per pass before others get a turn.
+const READ_BUDGET: usize = 256;
+
+/// A slab entry: the connection and the generation its token must match.
+struct Slot {
+    generation: u32,
+    dirty: bool,
+    conn: Conn,
+}
+
+/// A subscriber of a room on this reactor.
+struct RoomSub {
+    token: usize,
+    subscription: Rc<str>,
+}
+
+/// What `Reactor::new` needs from the main thread.
+pub struct ReactorParts {
+    pub id: usize,
+    pub poll: Poll,
+    pub inbox: Receiver<ReactorMsg>,
+    pub listener: std::net::TcpListener,
+}
+
+pub struct Reactor {
+    id: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    inbox: Receiver<ReactorMsg>,
+    shared: Arc<Shared>,
+    slots: Slab<Slot>,
+    next_generation: u32,
+    max_connections: usize,
+    /// Room → local subscribers.
+    rooms: HashMap<Box<str>, Vec<RoomSub>>,
+    /// Username → tokens of STOMP sessions and SSE streams of that user.
+    users: HashMap<Box<str>, Vec<usize>>,
+    dirty: Vec<usize>,
+    read_again: Vec<usize>,
+    scratch: Vec<u8>,
+}
+
+/// Binds a listener with `SO_REUSEPORT` so that every reactor accepts on the same port.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+fn token_of(slot: usize, generation: u32) -> usize {
+    ((generation as usize) << 32) | slot
+}
+
+fn slot_of(token: usize) -> (usize, u32) {
+    (token & 0xFFFF_FFFF, (token >> 32) as u32)
+}
+
+impl Reactor {
+    pub fn new(parts: ReactorParts, shared: Arc<Shared>) -> io::Result<Reactor> {
+        let mut listener = TcpListener::from_std(parts.listener);
+        parts
+            .poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let reactors = shared.hub.reactor_count().max(1);
+        let max_connections = shared.config.server.max_connections.div_ceil(reactors);
+        Ok(Reactor {
+            id: parts.id,
+            poll: parts.poll,
+            listener: Some(listener),
+            inbox: parts.inbox,
+            shared,
+            slots: Slab::new(),
+            next_generation: 1,
+            max_connections,
+            rooms: HashMap::new(),
+            users: HashMap::new(),
+            dirty: Vec::new(),
+            read_again: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Runs until shutdown completes.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        let mut shutdown_deadline: Option<Instant> = None;
+        loop {
+            // 1. poll
+            let now = Instant::now();
+            let timeout = if self.read_again.is_empty() {
+                next_tick.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("reactor {}: poll failed: {e}", self.id);
+                    return;
+                }
+            }
+            // 2. readiness
+            for token in std::mem::take(&mut self.read_again) {
+                self.on_readable(token);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    LISTENER => self.accept(),
+                    Token(token) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(token);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(token);
+                        }
+                    }
+                }
+            }
+            // 3. inbox
+            self.drain_inbox();
+            // 4. flush
+            self.flush_dirty();
+            // 5. timers
+            let now = Instant::now();
+            if now >= next_tick {
+                self.on_tick(now);
+                self.flush_dirty();
+                next_tick = now + TICK;
+            }
+            // 6. shutdown
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                let deadline = *shutdown_deadline.get_or_insert_with(|| {
+                    self.begin_shutdown();
+                    now + Duration::from_millis(self.shared.config.server.shutdown_deadline_ms)
+                });
+                self.flush_dirty();
+                if self.slots.is_empty() || now >= deadline {
+                    log::info!("reactor {}: stopped ({} connections left)", self.id, self.slots.len());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (mut stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and let the next readiness try again.
+                    log::warn!("reactor {}: accept failed: {e}", self.id);
+                    return;
+                }
+            };
+            let metrics = &self.shared.metrics;
+            if self.slots.len() >= self.max_connections {
+                metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let entry = self.slots.vacant_entry();
+            let generation = self.next_generation;
+            self.next_generation = self.next_generation.wrapping_add(1).max(1);
+            let token = token_of(entry.key(), generation);
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(token), Interest::READABLE | Interest::WRITABLE)
+            {
+                log::warn!("reactor {}: register failed: {e}", self.id);
+                continue;
+            }
+            let now = Instant::now();
+            entry.insert(Slot {
+                generation,
+                dirty: false,
+                conn: Conn::Http(conn::HttpConn {
+                    stream,
+                    peer,
+                    inbuf: Vec::new(),
+                    out: conn::OutBuf::default(),
+                    pending: None,
+                    request_started: None,
+                    last_activity: now,
+                    close_after_write: false,
+                }),
+            });
+            metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
+            metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The slot of a live token (generation checked).
+    fn slot_mut(&mut self, token: usize) -> Option<&mut Slot> {
+        let (slot, generation) = slot_of(token);
+        self.slots.get_mut(slot).filter(|s| s.generation == generation)
+    }
+
+    fn conn_ref(&self, token: usize) -> ConnRef {
+        ConnRef {
+            reactor: self.id,
+            token,
+        }
+    }
+
+    fn mark_dirty(&mut self, token: usize) {
+        if let Some(slot) = self.slot_mut(token) {
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    fn on_readable(&mut self, token: usize) {
+        let Some(slot) = self.slot_mut(token) else {
+            return;
+        };
+        match &mut slot.conn {
+            Conn::Http(_) => self.http_readable(token),
+            Conn::Ws(_) => self.ws_readable(token),
+            Conn::Sse(sse) => {
+                if conn::drain(&mut sse.stream) {
+                    self.close(token);
+                }
+            }
+            Conn::Switching => {}
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        self.shared.hub.clear_wake(self.id);
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                ReactorMsg::Reply { token, response } => self.http_reply(token, response),
+                ReactorMsg::Chat(events) => self.deliver_chat(&events),
+                ReactorMsg::Notifications(events) => self.deliver_notifications(&events),
+                ReactorMsg::ChatAcks(acks) => self.chat_acks(acks),
+                ReactorMsg::SseReplay { token, replay } => self.sse_replay(token, replay),
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for token in &dirty {
+            let Some(slot) = self.slot_mut(*token) else {
+                continue;
+            };
+            slot.dirty = false;
+            let done = match &mut slot.conn {
+                Conn::Http(c) => match c.out.flush_to(&mut c.stream) {
+                    conn::Flush::Done => c.close_after_write,
+                    conn::Flush::Blocked => false,
+                    conn::Flush::Failed => true,
+                },
+                Conn::Sse(c) => match c.out.flush_to(&mut c.stream) {
+                    conn::Flush::Done => c.closing,
+                    conn::Flush::Blocked => false,
+                    conn::Flush::Failed => true,
+                },
+                Conn::Ws(c) => ws::flush(c),
+                Conn::Switching => false,
+            };
+            if done {
+                self.close(*token);
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        let tokens: Vec<usize> = self.slots.iter().map(|(k, s)| token_of(k, s.generation)).collect();
+        let now_secs = crate::clock::now_secs();
+        for token in tokens {
+            let Some(slot) = self.slot_mut(token) else {
+                continue;
+            };
+            match &slot.conn {
+                Conn::Http(_) => self.http_tick(token, now),
+                Conn::Ws(_) => self.ws_tick(token, now, now_secs),
+                Conn::Sse(_) => self.sse_tick(token, now, now_secs),
+                Conn::Switching => {}
+            }
+        }
+    }
+
+    /// Stops accepting; asks every connection to end (STOMP ERROR, SSE end of stream).
+    fn begin_shutdown(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let tokens: Vec<usize> = self.slots.iter().map(|(k, s)| token_of(k, s.generation)).collect();
+        for token in tokens {
+            let Some(slot) = self.slot_mut(token) else {
+                continue;
+            };
+            match &mut slot.conn {
+                Conn::Http(c) => {
+                    if c.pending.is_none() && c.out.is_empty() {
+                        self.close(token);
+                    } else {
+                        c.close_after_write = true;
+                    }
+                }
+                Conn::Ws(_) => self.ws_fail(token, "server shutting down", "reconnect shortly"),
+                Conn::Sse(c) => {
+                    c.closing = true;
+                    self.mark_dirty(token);
+                }
+                Conn::Switching => {}
+            }
+        }
+    }
+
+    /// Forgets a connection: room and user indexes, metrics, the socket.
+    fn close(&mut self, token: usize) {
+        let (slot_key, generation) = slot_of(token);
+        if self.slots.get(slot_key).is_none_or(|s| s.generation != generation) {
+            return;
+        }
+        let slot = self.slots.remove(slot_key);
+        let metrics = Arc::clone(&self.shared.metrics);
+        metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+        let registry = self.poll.registry();
+        match slot.conn {
+            Conn::Http(mut c) => {
+                let _ = registry.deregister(&mut c.stream);
+            }
+            Conn::Ws(mut c) => {
+                metrics.websockets_open.fetch_sub(1, Ordering::Relaxed);
+                let _ = registry.deregister(c.ws.get_mut());
+                let mut actions = Vec::new();
+                c.session.leave_all(&mut actions);
+                for action in actions {
+                    if let crate::stomp::session::Action::LeaveRoom { room, .. } = action {
+                        self.leave_room(token, &room);
+                    }
+                }
+                if let Some(user) = c.indexed_user.take() {
+                    self.unindex_user(&user, token);
+                }
+            }
+            Conn::Sse(mut c) => {
+                metrics.event_streams_open.fetch_sub(1, Ordering::Relaxed);
+                let _ = registry.deregister(&mut c.stream);
+                let user = c.user.clone();
+                self.unindex_user(&user, token);
+            }
+            Conn::Switching => {}
+        }
+    }
+
+    fn index_user(&mut self, user: &str, token: usize) {
+        self.users.entry(user.into()).or_default().push(token);
+    }
+
+    fn unindex_user(&mut self, user: &str, token: usize) {
+        if let Some(tokens) = self.users.get_mut(user) {
+            tokens.retain(|t| *t != token);
+            if tokens.is_empty() {
+                self.users.remove(user);
+            }
+        }
+    }
+
+    fn join_room(&mut self, token: usize, room: &str, subscription: &str) {
+        let subs = self.rooms.entry(room.into()).or_default();
+        if subs.is_empty() {
+            self.shared.hub.set_room_interest(self.id, room, true);
+        }
+        subs.push(RoomSub {
+            token,
+            subscription: subscription.into(),
+        });
+    }
+
+    fn leave_room(&mut self, token: usize, room: &str) {
+        if let Some(subs) = self.rooms.get_mut(room) {
+            if let Some(pos) = subs.iter().position(|s| s.token == token) {
+                subs.swap_remove(pos);
+            }
+            if subs.is_empty() {
+                self.rooms.remove(room);
+                self.shared.hub.set_room_interest(self.id, room, false);
+            }
+        }
+    }
+}

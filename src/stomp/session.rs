@@ -1,0 +1,641 @@
+//! One STOMP 1.2 session as a sans-io state machine: frames in, [`Action`]s out. The reactor owns
+//! the socket, the timers and the room index; this module owns the protocol rules (SPEC §4).
+
+use super::frame::{Command, Frame};
+use crate::auth::validate;
+use crate::store::model::NewChatMessage;
+
+/// Where clients send chat messages.
+pub const SEND_DESTINATION: &str = "/app/chat.send";
+/// Prefix of room topics: `/topic/chat.{roomId}`.
+pub const ROOM_PREFIX: &str = "/topic/chat.";
+/// Application errors for this user.
+pub const ERRORS_QUEUE: &str = "/user/queue/errors";
+/// Notifications for this user.
+pub const NOTIFICATIONS_QUEUE: &str = "/user/queue/notifications";
+
+/// Per-server session settings.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub max_subscriptions: usize,
+    pub max_message_chars: usize,
+    /// What the server offers both ways (`heart-beat:<ms>,<ms>` in CONNECTED); 0 disables.
+    pub heartbeat_ms: u64,
+    pub server: String,
+}
+
+/// The authenticated user of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub username: String,
+    pub user_id: i64,
+    /// When the access token expires (Unix seconds): the session ends then.
+    pub expires_at_secs: i64,
+}
+
+/// What a subscription listens to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Room(String),
+    Errors,
+    Notifications,
+}
+
+/// A live subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub destination: Destination,
+}
+
+/// What the reactor does after a frame.
+#[derive(Debug)]
+pub enum Action {
+    /// Write this frame to the client.
+    Send(Frame),
+    /// The session now listens to this room (add it to the room index).
+    JoinRoom { room: String, subscription: String },
+    /// The session stopped listening to this room.
+    LeaveRoom { room: String, subscription: String },
+    /// Persist and broadcast; acknowledge with a RECEIPT (if any) after commit.
+    Publish {
+        message: NewChatMessage,
+        receipt: Option<String>,
+    },
+    /// Flush what is queued, then close the connection.
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    AwaitingConnect,
+    Connected(Principal),
+    Closed,
+}
+
+/// The protocol state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    state: State,
+    subscriptions: Vec<Subscription>,
+    /// Interval at which the server must send something (0: never), negotiated at CONNECT.
+    pub send_heartbeat_ms: u64,
+    /// Interval at which the client promised to send something (0: not checked).
+    pub expect_heartbeat_ms: u64,
+    next_message_id: u64,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            state: State::AwaitingConnect,
+            subscriptions: Vec::new(),
+            send_heartbeat_ms: 0,
+            expect_heartbeat_ms: 0,
+            next_message_id: 0,
+        }
+    }
+
+    /// The user, once CONNECTed.
+    pub fn principal(&self) -> Option<&Principal> {
+        match &self.state {
+            State::Connected(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn subscriptions(&self) -> &[Subscription] {
+        &self.subscriptions
+    }
+
+    /// The id of the subscription to `/user/queue/notifications`, if any.
+    pub fn notifications_subscription(&self) -> Option<&str> {
+        self.subscription_to(&Destination::Notifications)
+    }
+
+    fn subscription_to(&self, destination: &Destination) -> Option<&str> {
+        self.subscriptions
+            .iter()
+            .find(|s| &s.destination == destination)
+            .map(|s| s.id.as_str())
+    }
+
+    /// A fresh `message-id` for a MESSAGE this session sends outside fan-out.
+    pub fn next_message_id(&mut self) -> String {
+        self.next_message_id += 1;
+        format!("q-{}", self.next_message_id)
+    }
+
+    /// Handles one frame. `authenticate` checks a bearer token and says why it failed.
+    pub fn on_frame(
+        &mut self,
+        frame: Frame,
+        cfg: &SessionConfig,
+        now_ms: i64,
+        authenticate: impl FnOnce(&str) -> Result<Principal, &'static str>,
+        out: &mut Vec<Action>,
+    ) {
+        if self.state == State::Closed {
+            return;
+        }
+        let receipt = frame.header("receipt").map(str::to_owned);
+        match (&self.state, frame.command) {
+            (State::AwaitingConnect, Command::Connect | Command::Stomp) => self.connect(&frame, cfg, authenticate, out),
+            (State::AwaitingConnect, _) => self.fail("not connected", "send CONNECT first", receipt, out),
+            (State::Connected(_), Command::Connect | Command::Stomp) => {
+                self.fail("already connected", "CONNECT was already received", receipt, out)
+            }
+            (State::Connected(_), Command::Subscribe) => self.subscribe(&frame, cfg, receipt, out),
+            (State::Connected(_), Command::Unsubscribe) => self.unsubscribe(&frame, receipt, out),
+            (State::Connected(_), Command::Send) => self.send(frame, cfg, now_ms, receipt, out),
+            (State::Connected(_), Command::Disconnect) => {
+                if let Some(r) = receipt {
+                    out.push(Action::Send(Frame::new(Command::Receipt).with_header("receipt-id", r)));
+                }
+                self.leave_all(out);
+                self.state = State::Closed;
+                out.push(Action::Close);
+            }
+            (State::Connected(_), Command::Ack | Command::Nack | Command::Begin | Command::Commit | Command::Abort) => {
+                // Subscriptions are auto-ack and there are no transactions: accepted, nothing to do,
+                // but a receipt asked for is honoured.
+                if let Some(r) = receipt {
+                    out.push(Action::Send(Frame::new(Command::Receipt).with_header("receipt-id", r)));
+                }
+            }
+            (State::Connected(_), _) => {
+                self.fail("unexpected frame", "clients may not send this command", receipt, out)
+            }
+            (State::Closed, _) => {}
+        }
+    }
+
+    /// Ends the session with an ERROR (protocol violation, expiry, slow consumer, shutdown).
+    pub fn fail(&mut self, message: &str, detail: &str, receipt: Option<String>, out: &mut Vec<Action>) {
+        out.push(Action::Send(error_frame(message, detail, receipt.as_deref())));
+        self.leave_all(out);
+        self.state = State::Closed;
+        out.push(Action::Close);
+    }
+
+    /// Forgets every room (the connection is going away).
+    pub fn leave_all(&mut self, out: &mut Vec<Action>) {
+        for s in self.subscriptions.drain(..) {
+            if let Destination::Room(room) = s.destination {
+                out.push(Action::LeaveRoom {
+                    room,
+                    subscription: s.id,
+                });
+            }
+        }
+    }
+
+    fn connect(
+        &mut self,
+        frame: &Frame,
+        cfg: &SessionConfig,
+        authenticate: impl FnOnce(&str) -> Result<Principal, &'static str>,
+        out: &mut Vec<Action>,
+    ) {
+        let receipt = frame.header("receipt").map(str::to_owned);
+        let Some(version) = negotiate_version(frame.header("accept-version")) else {
+            return self.fail(
+                "unsupported protocol version",
+                "supported versions are 1.2, 1.1 and 1.0",
+                receipt,
+                out,
+            );
+        };
+        let authorization = frame
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.as_str());
+        let Some(authorization) = authorization else {
+            return self.fail(
+                "missing token",
+                "CONNECT needs Authorization: Bearer <accessToken>",
+                receipt,
+                out,
+            );
+        };
+        let token = strip_bearer(authorization);
+        let principal = match authenticate(token) {
+            Ok(p) => p,
+            Err(why) => {
+                return self.fail(
+                    why,
+                    "log in again and reconnect with a fresh access token",
+                    receipt,
+                    out,
+                )
+            }
+        };
+        let (client_tx, client_rx) = match parse_heartbeat(frame.header("heart-beat")) {
+            Some(hb) => hb,
+            None => {
+                return self.fail(
+                    "invalid heart-beat header",
+                    "expected heart-beat:<cx>,<cy>",
+                    receipt,
+                    out,
+                )
+            }
+        };
+        let server = cfg.heartbeat_ms;
+        self.send_heartbeat_ms = if server == 0 || client_rx == 0 {
+            0
+        } else {
+            server.max(client_rx)
+        };
+        self.expect_heartbeat_ms = if server == 0 || client_tx == 0 {
+            0
+        } else {
+            server.max(client_tx)
+        };
+        let connected = Frame::new(Command::Connected)
+            .with_header("version", version)
+            .with_header("heart-beat", format!("{server},{server}"))
+            .with_header("server", cfg.server.clone())
+            .with_header("user-name", principal.username.clone());
+        self.state = State::Connected(principal);
+        out.push(Action::Send(connected));
+    }
+
+    fn subscribe(&mut self, frame: &Frame, cfg: &SessionConfig, receipt: Option<String>, out: &mut Vec<Action>) {
+        let Some(id) = frame.header("id").filter(|id| !id.is_empty()) else {
+            return self.fail("missing id header", "SUBSCRIBE needs an id", receipt, out);
+        };
+        let Some(destination) = frame.header("destination") else {
+            return self.fail(
+                "missing destination header",
+                "SUBSCRIBE needs a destination",
+                receipt,
+                out,
+            );
+        };
+        let destination = match parse_destination(destination) {
+            Ok(d) => d,
+            Err(why) => return self.fail(why, destination, receipt, out),
+        };
+        if self.subscriptions.iter().any(|s| s.id == id) {
+            return self.fail("duplicate subscription id", id, receipt, out);
+        }
+        if self.subscriptions.len() >= cfg.max_subscriptions {
+            return self.fail(
+                "too many subscriptions",
+                &format!("at most {} subscriptions per connection", cfg.max_subscriptions),
+                receipt,
+                out,
+            );
+        }
+        if let Destination::Room(room) = &destination {
+            out.push(Action::JoinRoom {
+                room: room.clone(),
+                subscription: id.to_owned(),
+            });
+        }
+        self.subscriptions.push(Subscription {
+            id: id.to_owned(),
+            destination,
+        });
+        if let Some(r) = receipt {
+            out.push(Action::Send(Frame::new(Command::Receipt).with_header("receipt-id", r)));
+        }
+    }
+
+    fn unsubscribe(&mut self, frame: &Frame, receipt: Option<String>, out: &mut Vec<Action>) {
+        let Some(id) = frame.header("id") else {
+            return self.fail("missing id header", "UNSUBSCRIBE needs an id", receipt, out);
+        };
+        if let Some(pos) = self.subscriptions.iter().position(|s| s.id == id) {
+            let s = self.subscriptions.remove(pos);
+            if let Destination::Room(room) = s.destination {
+                out.push(Action::LeaveRoom {
+                    room,
+                    subscription: s.id,
+                });
+            }
+        }
+        if let Some(r) = receipt {
+            out.push(Action::Send(Frame::new(Command::Receipt).with_header("receipt-id", r)));
+        }
+    }
+
+    fn send(&mut self, frame: Frame, cfg: &SessionConfig, now_ms: i64, receipt: Option<String>, out: &mut Vec<Action>) {
+        match frame.header("destination") {
+            Some(SEND_DESTINATION) => {}
+            Some(other) => {
+                let detail = format!("SEND is only accepted to {SEND_DESTINATION}, not {other}");
+                return self.fail("invalid destination", &detail, receipt, out);
+            }
+            None => return self.fail("missing destination header", "SEND needs a destination", receipt, out),
+        }
+        let sender = match &self.state {
+            State::Connected(p) => p.username.clone(),
+            _ => return,
+        };
+        match parse_chat_body(&frame.body, cfg.max_message_chars) {
+            Ok((room_id, message)) => {
+                let mentions = validate::mentions(&message, &sender);
+                out.push(Action::Publish {
+                    message: NewChatMessage {
+                        room_id,
+                        sender,
+                        message,
+                        sent_at_ms: now_ms,
+                        mentions,
+                    },
+                    receipt,
+                });
+            }
+            Err(why) => self.app_error("INVALID_REQUEST", &why, receipt.as_deref(), out),
+        }
+    }
+
+    /// A JSON error on `/user/queue/errors` (dropped when the client has not subscribed to it).
+    pub fn app_error(&mut self, code: &str, message: &str, receipt: Option<&str>, out: &mut Vec<Action>) {
+        let Some(subscription) = self.subscription_to(&Destination::Errors).map(str::to_owned) else {
+            return;
+        };
+        let body = serde_json::json!({ "code": code, "message": message, "receipt-id": receipt });
+        let message_id = self.next_message_id();
+        out.push(Action::Send(
+            Frame::new(Command::Message)
+                .with_header("destination", ERRORS_QUEUE)
+                .with_header("subscription", subscription)
+                .with_header("message-id", message_id)
+                .with_header("content-type", "application/json")
+                .with_body(body.to_string()),
+        ));
+    }
+}
+
+/// An ERROR frame with a `message` header and a plain-text body.
+pub fn error_frame(message: &str, detail: &str, receipt: Option<&str>) -> Frame {
+    let mut f = Frame::new(Command::Error).with_header("message", message);
+    if let Some(r) = receipt {
+        f = f.with_header("receipt-id", r);
+    }
+    f.with_header("content-type", "text/plain")
+        .with_body(detail.as_bytes().to_vec())
+}
+
+fn strip_bearer(value: &str) -> &str {
+    let value = value.trim();
+    match value.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => value[7..].trim(),
+        _ => value,
+    }
+}
+
+/// The highest version both sides speak; STOMP 1.0 clients send no `accept-version`.
+fn negotiate_version(accept: Option<&str>) -> Option<&'static str> {
+    let Some(accept) = accept else {
+        return Some("1.0");
+    };
+    let offered: Vec<&str> = accept.split(',').map(str::trim).collect();
+    ["1.2", "1.1", "1.0"].into_iter().find(|v| offered.contains(v))
+}
+
+/// `heart-beat:cx,cy` (absent means 0,0).
+fn parse_heartbeat(value: Option<&str>) -> Option<(u64, u64)> {
+    let Some(value) = value else {
+        return Some((0, 0));
+    };
+    let (tx, rx) = value.split_once(',')?;
+    Some((tx.trim().parse().ok()?, rx.trim().parse().ok()?))
+}
+
+/// Which destinations a client may subscribe to.
+pub fn parse_destination(destination: &str) -> Result<Destination, &'static str> {
+    match destination {
+        ERRORS_QUEUE => Ok(Destination::Errors),
+        NOTIFICATIONS_QUEUE => Ok(Destination::Notifications),
+        d => match d.strip_prefix(ROOM_PREFIX) {
+            Some(room) if validate::room_id(room).is_ok() => Ok(Destination::Room(room.to_owned())),
+            Some(_) => Err("invalid room id"),
+            None => Err("unknown destination"),
+        },
+    }
+}
+
+/// `{"roomId":"room-1","message":"hi"}`; other fields (a client-supplied sender) are ignored.
+fn parse_chat_body(body: &[u8], max_chars: usize) -> Result<(String, String), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ChatSend {
+        room_id: Option<serde_json::Value>,
+        message: Option<serde_json::Value>,
+    }
+    let parsed: ChatSend = serde_json::from_slice(body).map_err(|_| "본문이 올바른 JSON이 아닙니다".to_string())?;
+    let room = match parsed.room_id {
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err("roomId는 문자열이어야 합니다".into()),
+        None => return Err("roomId가 필요합니다".into()),
+    };
+    let message = match parsed.message {
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err("message는 문자열이어야 합니다".into()),
+        None => return Err("message가 필요합니다".into()),
+    };
+    validate::room_id(&room).map_err(|e| format!("roomId: {e}"))?;
+    validate::chat_message(&message, max_chars).map_err(|e| format!("message: {e}"))?;
+    Ok((room, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            max_subscriptions: 2,
+            max_message_chars: 10,
+            heartbeat_ms: 10_000,
+            server: "herald/test".into(),
+        }
+    }
+
+    fn alice(_: &str) -> Result<Principal, &'static str> {
+        Ok(Principal {
+            username: "alice".into(),
+            user_id: 1,
+            expires_at_secs: i64::MAX,
+        })
+    }
+
+    fn connected() -> Session {
+        let mut s = Session::new();
+        let mut out = Vec::new();
+        let connect = Frame::new(Command::Connect)
+            .with_header("accept-version", "1.1,1.2")
+            .with_header("Authorization", "Bearer t")
+            .with_header("heart-beat", "0,20000");
+        s.on_frame(connect, &cfg(), 0, alice, &mut out);
+        s
+    }
+
+    fn sent(out: &[Action]) -> Vec<&Frame> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Send(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connect_negotiates_version_and_heartbeats() {
+        let mut s = Session::new();
+        let mut out = Vec::new();
+        let connect = Frame::new(Command::Stomp)
+            .with_header("accept-version", "1.1,1.2")
+            .with_header("authorization", "Bearer t")
+            .with_header("heart-beat", "5000,20000");
+        s.on_frame(connect, &cfg(), 0, alice, &mut out);
+        let f = sent(&out)[0];
+        assert_eq!(f.command, Command::Connected);
+        assert_eq!(f.header("version"), Some("1.2"));
+        assert_eq!(f.header("user-name"), Some("alice"));
+        assert_eq!(f.header("heart-beat"), Some("10000,10000"));
+        assert_eq!(s.send_heartbeat_ms, 20_000);
+        assert_eq!(s.expect_heartbeat_ms, 10_000);
+    }
+
+    #[test]
+    fn connect_without_token_fails_and_closes() {
+        let mut s = Session::new();
+        let mut out = Vec::new();
+        s.on_frame(Frame::new(Command::Connect), &cfg(), 0, alice, &mut out);
+        assert_eq!(sent(&out)[0].command, Command::Error);
+        assert_eq!(sent(&out)[0].header("message"), Some("missing token"));
+        assert!(matches!(out.last(), Some(Action::Close)));
+    }
+
+    #[test]
+    fn rejected_token_fails_with_reason() {
+        let mut s = Session::new();
+        let mut out = Vec::new();
+        let connect = Frame::new(Command::Connect).with_header("Authorization", "Bearer x");
+        s.on_frame(connect, &cfg(), 0, |_| Err("token expired"), &mut out);
+        assert_eq!(sent(&out)[0].header("message"), Some("token expired"));
+        assert!(matches!(out.last(), Some(Action::Close)));
+    }
+
+    #[test]
+    fn frames_before_connect_and_second_connect_are_errors() {
+        let mut s = Session::new();
+        let mut out = Vec::new();
+        s.on_frame(Frame::new(Command::Send), &cfg(), 0, alice, &mut out);
+        assert_eq!(sent(&out)[0].header("message"), Some("not connected"));
+        let mut s = connected();
+        let mut out = Vec::new();
+        let again = Frame::new(Command::Connect).with_header("Authorization", "Bearer t");
+        s.on_frame(again, &cfg(), 0, alice, &mut out);
+        assert_eq!(sent(&out)[0].header("message"), Some("already connected"));
+    }
+
+    #[test]
+    fn subscribe_rooms_bounds_and_destinations() {
+        let mut s = connected();
+        let mut out = Vec::new();
+        let sub = |id: &str, d: &str| {
+            Frame::new(Command::Subscribe)
+                .with_header("id", id)
+                .with_header("destination", d)
+                .with_header("receipt", format!("r-{id}"))
+        };
+        s.on_frame(sub("0", "/topic/chat.room-1"), &cfg(), 0, alice, &mut out);
+        assert!(matches!(&out[0], Action::JoinRoom { room, .. } if room == "room-1"));
+        assert_eq!(sent(&out)[0].header("receipt-id"), Some("r-0"));
+        s.on_frame(sub("1", ERRORS_QUEUE), &cfg(), 0, alice, &mut out);
+        out.clear();
+        s.on_frame(sub("2", NOTIFICATIONS_QUEUE), &cfg(), 0, alice, &mut out);
+        assert_eq!(sent(&out)[0].header("message"), Some("too many subscriptions"));
+        // The closing session leaves its room.
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::LeaveRoom { room, .. } if room == "room-1")));
+
+        let mut s = connected();
+        let mut out = Vec::new();
+        s.on_frame(sub("0", "/topic/other"), &cfg(), 0, alice, &mut out);
+        assert_eq!(sent(&out)[0].header("message"), Some("unknown destination"));
+    }
+
+    #[test]
+    fn send_validates_and_publishes_as_the_authenticated_user() {
+        let mut s = connected();
+        let mut out = Vec::new();
+        let errors = Frame::new(Command::Subscribe)
+            .with_header("id", "e")
+            .with_header("destination", ERRORS_QUEUE);
+        s.on_frame(errors, &cfg(), 0, alice, &mut out);
+        let send = |body: &str| {
+            Frame::new(Command::Send)
+                .with_header("destination", SEND_DESTINATION)
+                .with_header("receipt", "r1")
+                .with_body(body.as_bytes().to_vec())
+        };
+        s.on_frame(
+            send(r#"{"roomId":"room-1","message":"hi @bob","sender":"mallory"}"#),
+            &cfg(),
+            42,
+            alice,
+            &mut out,
+        );
+        match &out[0] {
+            Action::Publish { message, receipt } => {
+                assert_eq!(message.sender, "alice");
+                assert_eq!(message.sent_at_ms, 42);
+                assert_eq!(message.mentions, vec!["bob".to_string()]);
+                assert_eq!(receipt.as_deref(), Some("r1"));
+            }
+            other => panic!("expected Publish, got {other:?}"),
+        }
+        for bad in [
+            "not json",
+            r#"{"roomId":"room-1","message":""}"#,
+            r#"{"roomId":"room-1","message":"12345678901"}"#,
+            r#"{"roomId":"a b","message":"x"}"#,
+            r#"{"roomId":1,"message":"x"}"#,
+        ] {
+            out.clear();
+            s.on_frame(send(bad), &cfg(), 0, alice, &mut out);
+            let f = sent(&out)[0];
+            assert_eq!(f.command, Command::Message, "{bad}");
+            assert_eq!(f.header("destination"), Some(ERRORS_QUEUE));
+            let v: serde_json::Value = serde_json::from_slice(&f.body).unwrap();
+            assert_eq!(v["code"], "INVALID_REQUEST");
+            assert_eq!(v["receipt-id"], "r1");
+            assert_eq!(out.len(), 1, "the session stays open on {bad}");
+        }
+        out.clear();
+        let wrong = Frame::new(Command::Send).with_header("destination", "/topic/chat.room-1");
+        s.on_frame(wrong, &cfg(), 0, alice, &mut out);
+        assert_eq!(sent(&out)[0].command, Command::Error);
+        assert!(matches!(out.last(), Some(Action::Close)));
+    }
+
+    #[test]
+    fn disconnect_receipts_then_closes() {
+        let mut s = connected();
+        let mut out = Vec::new();
+        s.on_frame(
+            Frame::new(Command::Disconnect).with_header("receipt", "bye"),
+            &cfg(),
+            0,
+            alice,
+            &mut out,
+        );
+        assert_eq!(sent(&out)[0].header("receipt-id"), Some("bye"));
+        assert!(matches!(out.last(), Some(Action::Close)));
+    }
+}
