@@ -50,7 +50,57 @@ cargo fmt --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
-say "cargo test (unit tests; store conformance on SQLite and MariaDB)"
-cargo test --quiet --lib --bins
+say "cargo test (unit tests, store conformance and integration tests on SQLite and MariaDB)"
+cargo test --quiet --all-targets
+
+# The Node suites (@stomp/stompjs chat flow, eventsource replay, newman on the Postman collection)
+# run against the real server binary, once per backend.
+say "cargo build --bin herald (for the client suites)"
+cargo build --quiet --bin herald
+HERALD_BIN="$ROOT/target/debug/herald"
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "${MYSQL_DB:-}" ]; then mysql_admin "DROP DATABASE IF EXISTS $MYSQL_DB" || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+mysql_admin() {
+  # Uses the mariadb client when present, else python with no extra modules is not enough: require the client.
+  if command -v mariadb >/dev/null 2>&1; then mariadb -h127.0.0.1 -uroot -e "$1";
+  elif command -v mysql >/dev/null 2>&1; then mysql -h127.0.0.1 -uroot -e "$1";
+  else fail "the mariadb (or mysql) command-line client is needed to create the test database (apt-get install mariadb-client)"; fi
+}
+
+run_client_suites() {
+  local label="$1" url="$2" port
+  port="$(free_port)"
+  say "client suites on $label (herald on 127.0.0.1:$port)"
+  HERALD_BIND="127.0.0.1:$port" HERALD_DATABASE_URL="$url" HERALD_DEV=1 HERALD_REACTORS=2 RUST_LOG=warn \
+    "$HERALD_BIN" --config "$ROOT/config/herald.toml" >"$WORK/herald-$label.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/herald-$label.log"; fail "herald exited on $label"; }
+    sleep 0.2
+  done
+  if ! HERALD_URL="http://127.0.0.1:$port" "$ROOT/tests/node/run.sh"; then
+    echo "--- herald log ($label)"; tail -50 "$WORK/herald-$label.log"
+    fail "client suites failed on $label"
+  fi
+  kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+}
+
+need curl "apt-get install curl"
+run_client_suites sqlite "sqlite://$WORK/herald.db"
+if [ "$MYSQL_UP" = 1 ]; then
+  MYSQL_DB="herald_node_$$"
+  mysql_admin "CREATE DATABASE $MYSQL_DB"
+  run_client_suites mariadb "mysql://root@127.0.0.1:3306/$MYSQL_DB"
+fi
 
 say "all suites passed"
