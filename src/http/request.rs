@@ -104,6 +104,20 @@ pub enum RequestError {
     UnsupportedVersion,
 }
 
+/// Whether the request line ends in `HTTP/<digit>.<digit>` (or `HTTP/<digit>`): a version we do not speak.
+fn other_http_version(buf: &[u8]) -> bool {
+    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let Some(start) = line.windows(5).rposition(|w| w == b"HTTP/") else {
+        return false;
+    };
+    let version = &line[start + 5..];
+    match version {
+        [d] | [d, b'.', _] => d.is_ascii_digit() && version.iter().all(|b| b.is_ascii_digit() || *b == b'.'),
+        _ => false,
+    }
+}
+
 /// Parses one request from the front of `buf`. `Ok(None)`: incomplete, wait for more bytes.
 /// `Ok(Some((request, consumed)))`: a whole request including its body.
 pub fn parse(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Request, usize)>, RequestError> {
@@ -119,6 +133,8 @@ pub fn parse(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Request, usize)>
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadersTooLarge),
+        // httparse knows only HTTP/1.x; a well-formed request line of another version is a 505.
+        Err(httparse::Error::Version) if other_http_version(buf) => return Err(RequestError::UnsupportedVersion),
         Err(_) => return Err(RequestError::Malformed),
     };
     if head_len > limits.max_header_bytes {
@@ -327,5 +343,22 @@ mod tests {
             Some("a.b")
         );
         assert_eq!(query_param("x", "x").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn other_http_versions_are_505_not_400() {
+        let limits = HttpLimits::default();
+        assert_eq!(
+            parse(b"GET / HTTP/2.0\r\n\r\n", &limits).err(),
+            Some(RequestError::UnsupportedVersion)
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/3\r\n\r\n", &limits).err(),
+            Some(RequestError::UnsupportedVersion)
+        );
+        assert_eq!(
+            parse(b"GET / FOO/1.1\r\n\r\n", &limits).err(),
+            Some(RequestError::Malformed)
+        );
     }
 }

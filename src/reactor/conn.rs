@@ -22,6 +22,8 @@ pub struct HttpConn {
     pub last_activity: Instant,
     /// Close once `out` is written (an error that leaves the stream out of sync, or `Connection: close`).
     pub close_after_write: bool,
+    /// The client half-closed: answer what is buffered, then close.
+    pub eof: bool,
 }
 
 /// How to encode the worker's answer when it comes back.

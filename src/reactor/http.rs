@@ -25,12 +25,17 @@ impl Reactor {
         let cap = limits.max_header_bytes + limits.max_body_bytes + 4096;
         match conn::read_into(&mut c.stream, &mut c.inbuf, cap) {
             Ok(false) => {}
-            Ok(true) | Err(_) => {
-                // The client is gone (or half-closed): nothing more to answer.
-                if c.pending.is_none() || c.inbuf.is_empty() {
+            Ok(true) => {
+                // Half-closed: answer what is buffered, then close.
+                if c.pending.is_none() && c.inbuf.is_empty() {
                     self.close(token);
                     return;
                 }
+                c.eof = true;
+            }
+            Err(_) => {
+                self.close(token);
+                return;
             }
         }
         if !c.inbuf.is_empty() {
@@ -54,10 +59,21 @@ impl Reactor {
                 if c.inbuf.is_empty() {
                     c.request_started = None;
                 }
+                if c.eof && c.pending.is_none() {
+                    // Nothing more can arrive: close once the answers are out.
+                    c.close_after_write = true;
+                    self.mark_dirty(token);
+                }
                 return;
             }
             match request::parse(&c.inbuf, &limits) {
-                Ok(None) => return,
+                Ok(None) => {
+                    if c.eof {
+                        // Half a request and the client stopped sending: nothing to answer.
+                        self.close(token);
+                    }
+                    return;
+                }
                 Ok(Some((req, used))) => {
                     c.inbuf.drain(..used);
                     c.request_started = if c.inbuf.is_empty() { None } else { Some(Instant::now()) };

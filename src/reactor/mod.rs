@@ -236,6 +236,7 @@ impl Reactor {
                     request_started: None,
                     last_activity: now,
                     close_after_write: false,
+                    eof: false,
                 }),
             });
             metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
@@ -387,8 +388,8 @@ impl Reactor {
                 let mut actions = Vec::new();
                 c.session.leave_all(&mut actions);
                 for action in actions {
-                    if let crate::stomp::session::Action::LeaveRoom { room, .. } = action {
-                        self.leave_room(token, &room);
+                    if let crate::stomp::session::Action::LeaveRoom { room, subscription } = action {
+                        self.leave_room(token, &room, &subscription);
                     }
                 }
                 if let Some(user) = c.indexed_user.take() {
@@ -429,9 +430,12 @@ impl Reactor {
         });
     }
 
-    fn leave_room(&mut self, token: usize, room: &str) {
+    fn leave_room(&mut self, token: usize, room: &str, subscription: &str) {
         if let Some(subs) = self.rooms.get_mut(room) {
-            if let Some(pos) = subs.iter().position(|s| s.token == token) {
+            if let Some(pos) = subs
+                .iter()
+                .position(|s| s.token == token && &*s.subscription == subscription)
+            {
                 subs.swap_remove(pos);
             }
             if subs.is_empty() {

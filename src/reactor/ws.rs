@@ -120,6 +120,7 @@ impl Reactor {
             };
             self.shared.metrics.stomp_frames_in.fetch_add(1, Ordering::Relaxed);
             c.stomp_in.extend_from_slice(&payload);
+            let mut newly_connected: Option<Box<str>> = None;
             let mut used = 0;
             loop {
                 match frame::decode(&c.stomp_in[used..], &limits) {
@@ -138,7 +139,9 @@ impl Reactor {
                         );
                         if !was_connected {
                             if let Some(p) = c.session.principal() {
-                                c.indexed_user = Some(p.username.as_str().into());
+                                let user: Box<str> = p.username.as_str().into();
+                                c.indexed_user = Some(user.clone());
+                                newly_connected = Some(user);
                             }
                         }
                         if c.session.principal().is_none() && matches!(actions.last(), Some(Action::Close)) {
@@ -162,11 +165,8 @@ impl Reactor {
             if c.stomp_in.is_empty() && c.stomp_in.capacity() > 8192 {
                 c.stomp_in = Vec::new();
             }
-            let newly_indexed = c.indexed_user.clone().filter(|_| !actions.is_empty());
-            if let Some(user) = newly_indexed {
-                if !self.users.get(&user).is_some_and(|t| t.contains(&token)) {
-                    self.index_user(&user, token);
-                }
+            if let Some(user) = newly_connected {
+                self.index_user(&user, token);
             }
             let closing = self.run_actions(token, &mut actions);
             if closing {
@@ -184,7 +184,7 @@ impl Reactor {
             match action {
                 Action::Send(f) => self.ws_send(token, &f),
                 Action::JoinRoom { room, subscription } => self.join_room(token, &room, &subscription),
-                Action::LeaveRoom { room, .. } => self.leave_room(token, &room),
+                Action::LeaveRoom { room, subscription } => self.leave_room(token, &room, &subscription),
                 Action::Publish { message, receipt } => {
                     let job = ChatJob {
                         message,
