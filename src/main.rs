@@ -26,7 +26,8 @@ const USAGE: &str = "usage: herald [--config PATH] [migrate | user add NAME]\n\
   (no command)     serve HTTP, STOMP over WebSocket (/ws/chat) and SSE (/notifications/stream)\n\
   migrate          create or update the database schema, then exit\n\
   user add NAME    create a user; the password is read from the first line of stdin\n\
-environment: HERALD_BIND, HERALD_REACTORS, HERALD_DATABASE_URL, HERALD_JWT_SECRET, HERALD_DEV, RUST_LOG";
+environment: HERALD_BIND, HERALD_REACTORS, HERALD_DATABASE_URL, HERALD_JWT_SECRET, HERALD_DEV,\n\
+  HERALD_REDIS_URL (accepted; scale-out is not implemented in this version), RUST_LOG";
 
 enum Command {
     Serve,
@@ -180,12 +181,21 @@ fn serve(config: Config) -> Result<(), String> {
         let shared_for_reactor = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("herald-reactor-{id}"))
-            .spawn(move || match Reactor::new(p, Arc::clone(&shared_for_reactor)) {
-                Ok(reactor) => reactor.run(),
-                Err(e) => {
-                    log::error!("reactor {id} failed to start: {e}");
-                    shared_for_reactor.shutdown.store(true, Ordering::Release);
+            .spawn(move || {
+                let shared = shared_for_reactor;
+                let ran = match Reactor::new(p, Arc::clone(&shared)) {
+                    Ok(reactor) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reactor.run())).is_ok(),
+                    Err(e) => {
+                        log::error!("reactor {id} failed to start: {e}");
+                        false
+                    }
+                };
+                if !ran {
+                    // A server with a dead reactor would half-serve: stop, so a supervisor restarts it.
+                    log::error!("reactor {id} stopped unexpectedly: shutting the server down");
+                    shared.shutdown.store(true, Ordering::Release);
                 }
+                ran
             })
             .map_err(|e| format!("spawning reactor {id}: {e}"))?;
         threads.push(thread);
@@ -203,10 +213,14 @@ fn serve(config: Config) -> Result<(), String> {
             .hub
             .send(id, herald::hub::ReactorMsg::Chat(Arc::from(Vec::new())));
     }
+    let mut all_ran = true;
     for t in threads {
-        let _ = t.join();
+        all_ran &= t.join().unwrap_or(false);
     }
     shared.pool.shutdown(deadline);
+    if !all_ran {
+        return Err("a reactor failed; see the log above".into());
+    }
     log::info!("bye");
     Ok(())
 }

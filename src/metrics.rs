@@ -106,7 +106,7 @@ impl Metrics {
             ),
             (
                 "herald_stomp_frames_out_total",
-                "STOMP frames sent (not counting fan-out MESSAGEs).",
+                "STOMP frames sent, fan-out MESSAGEs included.",
                 &self.stomp_frames_out,
             ),
             (

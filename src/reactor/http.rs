@@ -229,7 +229,8 @@ impl Reactor {
         let protocol = negotiate_subprotocol(req.sec_websocket_protocol.as_deref());
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(self.shared.config.chat.ws_read_buffer_bytes)
-            .write_buffer_size(64 * 1024)
+            // Output accumulates during a loop pass and is written once; the cap must stay above it.
+            .write_buffer_size((self.shared.config.chat.outbound_buffer_bytes / 2).min(64 * 1024))
             .max_write_buffer_size(self.shared.config.chat.outbound_buffer_bytes)
             .max_message_size(Some(self.shared.config.chat.max_frame_bytes))
             .max_frame_size(Some(self.shared.config.chat.max_frame_bytes));

@@ -131,6 +131,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         let mut shutdown_deadline: Option<Instant> = None;
+        let mut goodbye_said = false;
         loop {
             // 1. poll
             let now = Instant::now();
@@ -174,14 +175,20 @@ impl Reactor {
                 self.flush_dirty();
                 next_tick = now + TICK;
             }
-            // 6. shutdown
+            // 6. shutdown: stop accepting at once; let SENDs already accepted commit and be
+            // receipted (up to half the deadline), then end every session and stream.
             if self.shared.shutdown.load(Ordering::Acquire) {
+                let budget = Duration::from_millis(self.shared.config.server.shutdown_deadline_ms);
                 let deadline = *shutdown_deadline.get_or_insert_with(|| {
-                    self.begin_shutdown();
-                    now + Duration::from_millis(self.shared.config.server.shutdown_deadline_ms)
+                    self.stop_accepting();
+                    now + budget
                 });
+                if !goodbye_said && (self.shared.pool.chat_in_flight() == 0 || now + budget / 2 >= deadline) {
+                    self.say_goodbye();
+                    goodbye_said = true;
+                }
                 self.flush_dirty();
-                if self.slots.is_empty() || now >= deadline {
+                if (goodbye_said && self.slots.is_empty()) || now >= deadline {
                     log::info!("reactor {}: stopped ({} connections left)", self.id, self.slots.len());
                     return;
                 }
@@ -340,11 +347,14 @@ impl Reactor {
         }
     }
 
-    /// Stops accepting; asks every connection to end (STOMP ERROR, SSE end of stream).
-    fn begin_shutdown(&mut self) {
+    fn stop_accepting(&mut self) {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
+    }
+
+    /// Asks every connection to end (STOMP ERROR and close frame, SSE end of stream).
+    fn say_goodbye(&mut self) {
         let tokens: Vec<usize> = self.slots.iter().map(|(k, s)| token_of(k, s.generation)).collect();
         for token in tokens {
             let Some(slot) = self.slot_mut(token) else {

@@ -59,29 +59,7 @@ impl Reactor {
             },
         };
         if let Some(after) = last_id {
-            if !self.shared.pool.is_up() {
-                return self.reject_stream(token, ApiError::ServiceUnavailable, cors);
-            }
-            let (shared, conn, user) = (
-                std::sync::Arc::clone(&self.shared),
-                self.conn_ref(token),
-                claims.sub.clone(),
-            );
-            let limit = self.shared.config.notifications.replay_limit;
-            let job = Box::new(move |worker: &mut crate::store::pool::Worker| {
-                let replay = worker
-                    .with(|db| db.notifications_after(&user, after, limit))
-                    .ok()
-                    .map(|list| list.iter().map(views::notification_event).collect());
-                shared.hub.send(
-                    conn.reactor,
-                    ReactorMsg::SseReplay {
-                        token: conn.token,
-                        replay,
-                    },
-                );
-            });
-            if self.shared.pool.submit(job).is_err() {
+            if !self.shared.pool.is_up() || !self.submit_replay(token, &claims.sub, after) {
                 return self.reject_stream(token, ApiError::ServiceUnavailable, cors);
             }
         }
@@ -118,6 +96,30 @@ impl Reactor {
         self.mark_dirty(token);
     }
 
+    /// Reads the next page of the user's notifications after `after` on a worker.
+    fn submit_replay(&self, token: usize, user: &str, after: i64) -> bool {
+        let (shared, conn, user) = (
+            std::sync::Arc::clone(&self.shared),
+            self.conn_ref(token),
+            user.to_owned(),
+        );
+        let limit = self.shared.config.notifications.replay_limit.max(1);
+        let job = Box::new(move |worker: &mut crate::store::pool::Worker| {
+            let replay = worker
+                .with(|db| db.notifications_after(&user, after, limit))
+                .ok()
+                .map(|list| list.iter().map(views::notification_event).collect());
+            shared.hub.send(
+                conn.reactor,
+                ReactorMsg::SseReplay {
+                    token: conn.token,
+                    replay,
+                },
+            );
+        });
+        self.shared.pool.submit(job).is_ok()
+    }
+
     /// Appends one event within the outbound cap; a reader that fell behind is closed.
     fn sse_append(&mut self, token: usize, text: &str) {
         let cap = self.shared.config.chat.outbound_buffer_bytes;
@@ -150,17 +152,20 @@ impl Reactor {
         self.sse_append(token, &text);
     }
 
-    /// The replay has been read: send it, then what arrived live meanwhile (minus duplicates).
+    /// A page of the replay has been read: send it; when it was a full page, read the next one
+    /// (live events keep waiting); otherwise send what arrived live meanwhile, minus duplicates.
     pub(super) fn sse_replay(&mut self, token: usize, replay: Option<Vec<NotificationEvent>>) {
+        let page_size = self.shared.config.notifications.replay_limit.max(1) as usize;
         let Some(Conn::Sse(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
             return;
         };
-        let Some(buffered) = c.replaying.take() else {
+        let Some(mut buffered) = c.replaying.take() else {
             return;
         };
         let Some(replay) = replay else {
             // The store failed: end the stream; the client reconnects with the same Last-Event-ID.
             c.closing = true;
+            c.last_write = Instant::now();
             return self.mark_dirty(token);
         };
         let mut text = String::new();
@@ -169,9 +174,22 @@ impl Reactor {
             seen.insert(n.id);
             event_text(&mut text, n.id, &n.body);
         }
+        buffered.retain(|(id, _)| !seen.contains(id));
         let mut count = replay.len() as u64;
-        for (id, event) in &buffered {
-            if !seen.contains(id) {
+        let more = match replay.last() {
+            Some(last) if replay.len() >= page_size => Some(last.id),
+            _ => None,
+        };
+        if let Some(after) = more {
+            c.replaying = Some(buffered);
+            let user = c.user.clone();
+            if !self.submit_replay(token, &user, after) {
+                if let Some(Conn::Sse(c)) = self.slot_mut(token).map(|s| &mut s.conn) {
+                    c.closing = true;
+                }
+            }
+        } else {
+            for (_, event) in &buffered {
                 text.push_str(event);
                 count += 1;
             }
@@ -183,6 +201,7 @@ impl Reactor {
         if !text.is_empty() {
             self.sse_append(token, &text);
         }
+        self.mark_dirty(token);
     }
 
     pub(super) fn sse_tick(&mut self, token: usize, now: Instant, now_secs: i64) {

@@ -189,7 +189,7 @@ impl Reactor {
                     let job = ChatJob {
                         message,
                         origin: self.conn_ref(token),
-                        receipt: receipt.map(String::into_boxed_str),
+                        receipt: receipt.clone().map(String::into_boxed_str),
                     };
                     let accepted = self.shared.pool.is_up() && self.shared.pool.submit_chat(job).is_ok();
                     if !accepted {
@@ -203,7 +203,7 @@ impl Reactor {
                             c.session.app_error(
                                 "SERVICE_UNAVAILABLE",
                                 "메시지를 저장할 수 없습니다. 잠시 후 다시 시도하세요",
-                                None,
+                                receipt.as_deref(),
                                 &mut more,
                             );
                         }
@@ -217,7 +217,10 @@ impl Reactor {
                 Action::Close => {
                     closing = true;
                     if let Some(c) = self.ws_conn(token) {
+                        // The ERROR (or RECEIPT) is queued already; the close frame follows it.
+                        let _ = c.ws.close(None);
                         c.closing = true;
+                        c.last_write = Instant::now();
                     }
                     self.mark_dirty(token);
                 }
@@ -253,16 +256,25 @@ impl Reactor {
         self.run_actions(token, &mut actions);
     }
 
-    /// A subscriber over its outbound cap: one ERROR frame, best effort, and the connection goes.
+    /// A subscriber over its outbound cap: it gets no more messages, an ERROR frame and a close
+    /// frame are queued behind what it has not read, and the socket goes once that is flushed or
+    /// after a grace period — whichever comes first. Counted once per connection.
     fn slow_consumer(&mut self, token: usize) {
-        self.shared.metrics.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.ws_conn(token) {
-            c.ws.set_config(|cfg| cfg.max_write_buffer_size = usize::MAX);
-            let error = crate::stomp::session::error_frame("slow consumer", "outbound buffer limit exceeded", None);
-            let _ = c.ws.write(frame_message(&error));
-            let _ = flush(c);
+        let Some(c) = self.ws_conn(token) else {
+            return;
+        };
+        if c.closing {
+            return;
         }
-        self.close(token);
+        c.ws.set_config(|cfg| cfg.max_write_buffer_size = usize::MAX);
+        let error = crate::stomp::session::error_frame("slow consumer", "outbound buffer limit exceeded", None);
+        let _ = c.ws.write(frame_message(&error));
+        let _ = c.ws.close(None);
+        c.closing = true;
+        c.last_write = Instant::now();
+        self.shared.metrics.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.stomp_errors.fetch_add(1, Ordering::Relaxed);
+        self.mark_dirty(token);
     }
 
     /// Appends committed messages to every local subscriber of their rooms, one encoding per

@@ -231,14 +231,39 @@ pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Decoded, usize)>, F
     Ok(Some((Decoded::Frame(frame), consumed)))
 }
 
+/// Whether an unfinished command line (no EOL yet) is still the start of some command.
+fn could_be_command(partial: &[u8]) -> bool {
+    const NAMES: [&[u8]; 15] = [
+        b"CONNECT",
+        b"STOMP",
+        b"CONNECTED",
+        b"SEND",
+        b"SUBSCRIBE",
+        b"UNSUBSCRIBE",
+        b"ACK",
+        b"NACK",
+        b"BEGIN",
+        b"COMMIT",
+        b"ABORT",
+        b"DISCONNECT",
+        b"MESSAGE",
+        b"RECEIPT",
+        b"ERROR",
+    ];
+    // A trailing CR may be the first half of a CRLF.
+    let partial = partial.strip_suffix(b"\r").unwrap_or(partial);
+    NAMES.iter().any(|name| name.starts_with(partial))
+}
+
 /// Finds the frame's structure, reporting structural errors as soon as they are certain.
 ///
 /// Allocation and UTF-8/escape checks wait for `build`, so a frame trickling in over many reads
 /// costs only a byte scan per read.
 fn scan(window: &[u8], limits: &Limits) -> Result<Option<Layout>, FrameError> {
     let Some((command_line, headers_start)) = next_line(window, 0) else {
-        // No command fits in a line this long, so fail now rather than wait for the size limit.
-        return if window.len() > LONGEST_COMMAND + 1 {
+        // No command fits in a line this long, and bytes that no command starts with will never
+        // become one: fail now rather than wait for more.
+        return if window.len() > LONGEST_COMMAND + 1 || !could_be_command(window) {
             Err(FrameError::UnknownCommand)
         } else {
             Ok(None)
@@ -914,5 +939,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn partial_garbage_fails_at_once() {
+        let limits = Limits::default();
+        assert_eq!(
+            decode(b"\xde\xad\xbe\xef\xff\x00", &limits),
+            Err(FrameError::UnknownCommand)
+        );
+        assert_eq!(decode(b"SUBS", &limits), Ok(None));
+        assert_eq!(decode(b"SEND\r", &limits), Ok(None));
+        assert_eq!(decode(b"SENX", &limits), Err(FrameError::UnknownCommand));
     }
 }

@@ -11,7 +11,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -51,6 +51,8 @@ struct Common {
     healthy: AtomicBool,
     ready: AtomicBool,
     stopping: AtomicBool,
+    /// SENDs queued or being committed whose senders have not been answered yet.
+    chat_in_flight: AtomicUsize,
 }
 
 /// One worker thread's store connection, opened on first use and reopened after a failure.
@@ -112,6 +114,7 @@ impl StorePool {
             healthy: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            chat_in_flight: AtomicUsize::new(0),
         });
         let mut threads = Vec::new();
         let (general, general_rx) = crossbeam_channel::bounded::<Job>(cfg.queue_capacity.max(1));
@@ -162,9 +165,11 @@ impl StorePool {
         let mut hasher = DefaultHasher::new();
         job.message.room_id.hash(&mut hasher);
         let shard = (hasher.finish() % self.shards.len() as u64) as usize;
+        self.common.chat_in_flight.fetch_add(1, Ordering::AcqRel);
         match self.shards[shard].try_send(job) {
             Ok(()) => Ok(()),
             Err(_) => {
+                self.common.chat_in_flight.fetch_sub(1, Ordering::AcqRel);
                 self.common
                     .metrics
                     .store_queue_rejections
@@ -177,6 +182,11 @@ impl StorePool {
     /// Whether the store answered the last ping and the schema is in place.
     pub fn is_up(&self) -> bool {
         self.common.ready.load(Ordering::Acquire) && self.common.healthy.load(Ordering::Acquire)
+    }
+
+    /// SENDs accepted whose senders have not been answered yet (drained before shutdown).
+    pub fn chat_in_flight(&self) -> usize {
+        self.common.chat_in_flight.load(Ordering::Acquire)
     }
 
     /// Jobs waiting in all queues.
@@ -265,6 +275,7 @@ fn chat_loop(rx: Receiver<ChatJob>, mut worker: Worker, hub: &Hub, max_batch: us
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         let mut acks: HashMap<usize, Vec<ChatAck>> = HashMap::new();
+        let answered = batch.len();
         for job in batch.drain(..) {
             // Without a receipt a committed SEND needs no answer; a failure is always reported.
             if job.receipt.is_none() && outcome == ChatOutcomeKind::Committed {
@@ -279,6 +290,7 @@ fn chat_loop(rx: Receiver<ChatJob>, mut worker: Worker, hub: &Hub, max_batch: us
         for (reactor, acks) in acks {
             hub.send(reactor, ReactorMsg::ChatAcks(acks));
         }
+        common.chat_in_flight.fetch_sub(answered, Ordering::AcqRel);
     }
 }
 
