@@ -53,17 +53,26 @@ struct Common {
     stopping: AtomicBool,
     /// SENDs queued or being committed whose senders have not been answered yet.
     chat_in_flight: AtomicUsize,
+    /// Bumped each time the store comes back after an outage: connections opened before it are
+    /// presumed dead and reopened before use, so no request fails on a stale connection.
+    epoch: AtomicUsize,
 }
 
 /// One worker thread's store connection, opened on first use and reopened after a failure.
 pub struct Worker {
     common: Arc<Common>,
     backend: Option<Box<dyn Backend>>,
+    /// The store epoch when `backend` was opened.
+    epoch: usize,
 }
 
 impl Worker {
     fn new(common: Arc<Common>) -> Worker {
-        Worker { common, backend: None }
+        Worker {
+            common,
+            backend: None,
+            epoch: 0,
+        }
     }
 
     /// Runs `f` on this worker's connection, timing it; `Unavailable` drops the connection and
@@ -73,6 +82,11 @@ impl Worker {
             return Err(StoreError::Unavailable("store not migrated yet".into()));
         }
         let started = Instant::now();
+        let epoch = self.common.epoch.load(Ordering::Acquire);
+        if self.epoch != epoch {
+            self.backend = None;
+            self.epoch = epoch;
+        }
         let result = match self.backend.as_mut() {
             Some(db) => f(db.as_mut()),
             None => match open_backend(&self.common.url) {
@@ -115,6 +129,7 @@ impl StorePool {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             chat_in_flight: AtomicUsize::new(0),
+            epoch: AtomicUsize::new(0),
         });
         let mut threads = Vec::new();
         let (general, general_rx) = crossbeam_channel::bounded::<Job>(cfg.queue_capacity.max(1));
@@ -349,8 +364,12 @@ fn monitor_loop(common: &Common, seed_dev_users: bool) {
         };
         match result {
             Ok(()) => {
-                if !common.healthy.swap(true, Ordering::AcqRel) && !last_error.is_empty() {
-                    log::info!("store {} is reachable again", redact(&common.url));
+                if !common.healthy.swap(true, Ordering::AcqRel) {
+                    // Back from an outage (or the first start): every older connection is suspect.
+                    common.epoch.fetch_add(1, Ordering::AcqRel);
+                    if !last_error.is_empty() {
+                        log::info!("store {} is reachable again", redact(&common.url));
+                    }
                 }
                 last_error.clear();
             }

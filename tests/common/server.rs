@@ -159,6 +159,12 @@ fn free_port() -> u16 {
 impl Server {
     /// Spawns the binary with `config`, on a fresh database, and waits until `/health` says 200.
     pub fn start(backend: Backend, config: &Config) -> Server {
+        Server::start_with_url(backend, config, &|url| url.to_string())
+    }
+
+    /// Like [`Server::start`], with the database URL passed through `rewrite` (to reach the store
+    /// through a proxy, say).
+    pub fn start_with_url(backend: Backend, config: &Config, rewrite: &dyn Fn(&str) -> String) -> Server {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -185,7 +191,7 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .env("HERALD_BIND", format!("127.0.0.1:{port}"))
-            .env("HERALD_DATABASE_URL", &db_url)
+            .env("HERALD_DATABASE_URL", rewrite(&db_url))
             .env("HERALD_DEV", "1")
             .env("HERALD_REACTORS", "2")
             .env("RUST_LOG", "warn")
