@@ -77,6 +77,24 @@ fn run(
     conn: ConnRef,
     f: impl FnOnce(&mut Worker, &Shared) -> Result<Response, ApiError> + Send + 'static,
 ) -> Outcome {
+    run_on(shared, conn, false, f)
+}
+
+/// Like [`run`], on the low-priority threads: for jobs that compute argon2.
+fn run_hashing(
+    shared: &Arc<Shared>,
+    conn: ConnRef,
+    f: impl FnOnce(&mut Worker, &Shared) -> Result<Response, ApiError> + Send + 'static,
+) -> Outcome {
+    run_on(shared, conn, true, f)
+}
+
+fn run_on(
+    shared: &Arc<Shared>,
+    conn: ConnRef,
+    hashing: bool,
+    f: impl FnOnce(&mut Worker, &Shared) -> Result<Response, ApiError> + Send + 'static,
+) -> Outcome {
     if !shared.pool.is_up() {
         return Err(ApiError::ServiceUnavailable);
     }
@@ -85,7 +103,12 @@ fn run(
         let response = f(worker, &s).unwrap_or_else(ApiError::into_response);
         s.hub.reply(conn, response);
     });
-    shared.pool.submit(job).map_err(|_| ApiError::ServiceUnavailable)?;
+    let submitted = if hashing {
+        shared.pool.submit_hashing(job)
+    } else {
+        shared.pool.submit(job)
+    };
+    submitted.map_err(|_| ApiError::ServiceUnavailable)?;
     Ok(Handled::Pending)
 }
 
@@ -156,7 +179,7 @@ fn signup(shared: &Arc<Shared>, conn: ConnRef, req: &Request) -> Outcome {
     let body: Credentials = json_body(req)?;
     validate::username(&body.username).map_err(|e| ApiError::InvalidRequest(format!("username: {e}")))?;
     validate::password(&body.password).map_err(|e| ApiError::InvalidRequest(format!("password: {e}")))?;
-    run(shared, conn, move |worker, _| {
+    run_hashing(shared, conn, move |worker, _| {
         let hash = password::hash_password(&body.password).map_err(|_| ApiError::Internal)?;
         match worker.with(|db| db.create_user(&body.username, &hash, now_ms())) {
             Ok(user) => Ok(Response::ok(201, "회원가입 성공", UserView::from(&user))),
@@ -214,7 +237,7 @@ fn login(shared: &Arc<Shared>, conn: ConnRef, client_ip: &str, req: &Request) ->
             retry_after_secs: wait.as_secs().max(1),
         });
     }
-    run(shared, conn, move |worker, shared| {
+    run_hashing(shared, conn, move |worker, shared| {
         let user = worker
             .with(|db| db.user_credentials(&body.username))
             .map_err(store_error)?;

@@ -183,7 +183,7 @@ impl Default for ChatConfig {
             max_subscriptions: 100,
             outbound_buffer_bytes: 1024 * 1024,
             heartbeat_ms: 10_000,
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 2048,
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct SseConn {
     pub last_write: Instant,
     /// While the replay is read from the store, live notifications wait here (id, event text).
     pub replaying: Option<Vec<(i64, String)>>,
+    /// Ids of the last replay page, kept a few seconds: a notification committed just before the
+    /// replay read may still be on its way here live, and must not be sent twice.
+    pub replayed: Option<(std::collections::HashSet<i64>, Instant)>,
     pub closing: bool,
 }
 

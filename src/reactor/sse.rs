@@ -88,6 +88,7 @@ impl Reactor {
             expires_at_secs: claims.exp,
             last_write: Instant::now(),
             replaying: last_id.map(|_| Vec::new()),
+            replayed: None,
             closing: false,
         });
         self.shared.metrics.count_status(200);
@@ -145,6 +146,9 @@ impl Reactor {
             buffered.push((id, text));
             return;
         }
+        if c.replayed.as_ref().is_some_and(|(ids, _)| ids.contains(&id)) {
+            return; // already sent by the replay
+        }
         self.shared
             .metrics
             .notifications_delivered
@@ -193,6 +197,7 @@ impl Reactor {
                 text.push_str(event);
                 count += 1;
             }
+            c.replayed = Some((seen, Instant::now()));
         }
         self.shared
             .metrics
@@ -214,6 +219,12 @@ impl Reactor {
                 self.close(token);
             }
             return;
+        }
+        if c.replayed
+            .as_ref()
+            .is_some_and(|(_, at)| now.duration_since(*at) > Duration::from_secs(5))
+        {
+            c.replayed = None;
         }
         if now_secs >= c.expires_at_secs {
             // The client reconnects with a fresh token (EventSource retries on its own).

@@ -105,9 +105,9 @@ impl Reactor {
                 Err(_) => return self.close(token),
             };
             c.last_read = Instant::now();
-            let payload = match message {
-                Message::Text(t) => t.as_bytes().to_vec(),
-                Message::Binary(b) => b.to_vec(),
+            let payload: tungstenite::Bytes = match message {
+                Message::Text(t) => t.into(),
+                Message::Binary(b) => b,
                 Message::Close(_) => {
                     c.closing = true;
                     self.mark_dirty(token);
@@ -119,51 +119,66 @@ impl Reactor {
                 }
             };
             self.shared.metrics.stomp_frames_in.fetch_add(1, Ordering::Relaxed);
-            c.stomp_in.extend_from_slice(&payload);
+            // Frames are decoded straight from the message; only a frame split across messages
+            // is copied into `stomp_in` (so an idle session holds no parse buffer).
+            let split_before = !c.stomp_in.is_empty();
+            if split_before {
+                c.stomp_in.extend_from_slice(&payload);
+            }
             let mut newly_connected: Option<Box<str>> = None;
             let mut used = 0;
-            loop {
-                match frame::decode(&c.stomp_in[used..], &limits) {
-                    Ok(None) => break,
-                    Ok(Some((Decoded::HeartBeat, n))) => used += n,
-                    Ok(Some((Decoded::Frame(f), n))) => {
-                        used += n;
-                        let was_connected = c.session.principal().is_some();
-                        let shared = &self.shared;
-                        c.session.on_frame(
-                            f,
-                            &shared.session,
-                            crate::clock::now_ms(),
-                            |t| shared.principal(t),
-                            &mut actions,
-                        );
-                        if !was_connected {
-                            if let Some(p) = c.session.principal() {
-                                let user: Box<str> = p.username.as_str().into();
-                                c.indexed_user = Some(user.clone());
-                                newly_connected = Some(user);
+            let mut failed = false;
+            {
+                let input: &[u8] = if split_before { &c.stomp_in } else { &payload };
+                loop {
+                    match frame::decode(&input[used..], &limits) {
+                        Ok(None) => break,
+                        Ok(Some((Decoded::HeartBeat, n))) => used += n,
+                        Ok(Some((Decoded::Frame(f), n))) => {
+                            used += n;
+                            let was_connected = c.session.principal().is_some();
+                            let shared = &self.shared;
+                            c.session.on_frame(
+                                f,
+                                &shared.session,
+                                crate::clock::now_ms(),
+                                |t| shared.principal(t),
+                                &mut actions,
+                            );
+                            if !was_connected {
+                                if let Some(p) = c.session.principal() {
+                                    let user: Box<str> = p.username.as_str().into();
+                                    c.indexed_user = Some(user.clone());
+                                    newly_connected = Some(user);
+                                }
+                            }
+                            if c.session.principal().is_none() && matches!(actions.last(), Some(Action::Close)) {
+                                failed = true;
+                                break;
                             }
                         }
-                        if c.session.principal().is_none() && matches!(actions.last(), Some(Action::Close)) {
+                        Err(e) => {
+                            failed = true;
+                            c.session.fail(
+                                &e.to_string(),
+                                "the STOMP frame could not be decoded",
+                                None,
+                                &mut actions,
+                            );
                             break;
                         }
                     }
-                    Err(e) => {
-                        c.stomp_in.clear();
-                        used = 0;
-                        c.session.fail(
-                            &e.to_string(),
-                            "the STOMP frame could not be decoded",
-                            None,
-                            &mut actions,
-                        );
-                        break;
-                    }
                 }
             }
-            c.stomp_in.drain(..used);
-            if c.stomp_in.is_empty() && c.stomp_in.capacity() > 8192 {
+            if failed {
                 c.stomp_in = Vec::new();
+            } else if split_before {
+                c.stomp_in.drain(..used);
+                if c.stomp_in.is_empty() {
+                    c.stomp_in = Vec::new();
+                }
+            } else if used < payload.len() {
+                c.stomp_in.extend_from_slice(&payload[used..]);
             }
             if let Some(user) = newly_connected {
                 self.index_user(&user, token);

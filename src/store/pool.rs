@@ -115,6 +115,8 @@ impl Worker {
 pub struct StorePool {
     common: Arc<Common>,
     general: Sender<Job>,
+    /// Jobs dominated by argon2 (login, signup), on threads at a lower CPU priority.
+    hashing: Sender<Job>,
     shards: Vec<Sender<ChatJob>>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -140,6 +142,18 @@ impl StorePool {
                 general_loop(rx, Worker::new(common))
             }));
         }
+        // argon2 keeps a core busy for tens of milliseconds per call: on threads of their own at
+        // nice 10, a burst of logins cannot delay the reactors (CFS gives them ~90% when both want a core).
+        let (hashing, hashing_rx) = crossbeam_channel::bounded::<Job>(cfg.queue_capacity.max(1));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for i in 0..cores {
+            let rx = hashing_rx.clone();
+            let common = Arc::clone(&common);
+            threads.push(spawn(format!("herald-hash-{i}"), move || {
+                lower_priority();
+                general_loop(rx, Worker::new(common))
+            }));
+        }
         let mut shards = Vec::new();
         for i in 0..cfg.chat_shards.max(1) {
             let (tx, rx) = crossbeam_channel::bounded::<ChatJob>(cfg.queue_capacity.max(1));
@@ -156,6 +170,7 @@ impl StorePool {
         StorePool {
             common,
             general,
+            hashing,
             shards,
             threads: std::sync::Mutex::new(threads),
         }
@@ -173,6 +188,17 @@ impl StorePool {
                 Err(Busy)
             }
         }
+    }
+
+    /// Queues a job that hashes a password (login, signup) on the low-priority threads.
+    pub fn submit_hashing(&self, job: Job) -> Result<(), Busy> {
+        self.hashing.try_send(job).map_err(|_| {
+            self.common
+                .metrics
+                .store_queue_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            Busy
+        })
     }
 
     /// Queues a SEND on the shard that owns its room.
@@ -206,7 +232,7 @@ impl StorePool {
 
     /// Jobs waiting in all queues.
     pub fn queue_depth(&self) -> usize {
-        self.general.len() + self.shards.iter().map(Sender::len).sum::<usize>()
+        self.general.len() + self.hashing.len() + self.shards.iter().map(Sender::len).sum::<usize>()
     }
 
     /// Lets queued work finish, then joins every thread (bounded by `deadline`).
@@ -220,6 +246,18 @@ impl StorePool {
             if t.is_finished() {
                 let _ = t.join();
             }
+        }
+    }
+}
+
+/// Lowers the calling thread's CPU priority to nice 10 (Linux applies it to the thread only).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            log::warn!("could not lower the priority of a hashing thread");
         }
     }
 }
