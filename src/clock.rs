@@ -21,12 +21,38 @@ pub fn iso8601_millis(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    if !(0..=9999).contains(&y) {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        );
+    }
+    // Hot path (every history row, every fan-out message): fixed-width digits, no formatter.
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, value: i64, width: usize| {
+        let mut v = value;
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y, 4);
+    put(5, i64::from(m), 2);
+    put(8, i64::from(d), 2);
+    put(11, rem / 3600, 2);
+    put(14, rem % 3600 / 60, 2);
+    put(17, rem % 60, 2);
+    put(20, millis, 3);
+    out[4] = b'-';
+    out[7] = b'-';
+    out[10] = b'T';
+    out[13] = b':';
+    out[16] = b':';
+    out[19] = b'.';
+    out[23] = b'Z';
+    out.iter().map(|&b| b as char).collect()
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's algorithm.
@@ -51,6 +77,9 @@ mod tests {
     fn formats_like_the_seed() {
         assert_eq!(iso8601_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601_millis(1_755_183_300_000), "2025-08-14T14:55:00.000Z");
+        assert_eq!(iso8601_millis(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(iso8601_millis(946_598_401_007), "1999-12-31T00:00:01.007Z");
+        assert_eq!(iso8601_millis(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(iso8601_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(iso8601_millis(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
     }
