@@ -9,27 +9,32 @@ pub const USAGE: &str = "\
 herald-bench: STOMP-over-WebSocket load generator (loopback only)
 
 USAGE:
-    herald-bench <idle|fanout|persist> [FLAGS]
+    herald-bench <idle|fanout|persist|sse> [FLAGS]
 
 SCENARIOS:
     idle     open --connections, CONNECT + SUBSCRIBE to --rooms round-robin, hold --duration seconds
     fanout   --connections subscribers over --rooms, --publishers sending --rate msgs/s in total
     persist  --connections sending receipted SENDs over --rooms, --window outstanding each, --rate total (0 = max)
+    sse      (herald only) --connections SSE streams on GET /notifications/stream, one user each; --publishers
+             keep-alive HTTP clients POST /notifications to those users, --rate per second in total
 
 FLAGS (default):
     --target herald|rabbitmq   server kind (herald)
     --url URL                  WebSocket URL (herald: ws://127.0.0.1:8080/ws/chat, rabbitmq: ws://127.0.0.1:15674/ws)
     --http URL                 herald REST base for signup/login (http://<url host:port>)
-    --users N                  distinct users to sign up and log in, herald only (10)
+    --users N                  distinct users to sign up and log in, herald only (10; sse: connections + publishers)
+    --token-cache PATH         herald: reuse access tokens saved in PATH by an earlier run, save new ones there
+    --login-timeout SECS       herald: give up signing up / logging in after this long (60)
     --user-prefix S            user names are <S><i> (bench_user_)
     --password S               password of every bench user (benchpass123)
     --login S / --passcode S   rabbitmq credentials (bench / benchpass)
     --vhost S                  rabbitmq STOMP host header (/)
-    --connections N            idle: connections; fanout: subscribers; persist: senders (1000)
+    --connections N            idle: connections; fanout: subscribers; persist: senders; sse: streams (1000)
     --rooms N                  rooms, named <room-prefix><i> (1)
     --room-prefix S            (bench-room-)
-    --publishers N             fanout publisher connections (10)
-    --rate N                   fanout: total SENDs/s (100); persist: total SENDs/s, 0 = as fast as the window allows (0)
+    --publishers N             fanout publisher connections; sse: HTTP publisher threads (10)
+    --rate N                   fanout: total SENDs/s (100); persist: total SENDs/s, 0 = as fast as the window allows (0);
+                               sse: notifications/s in total (100)
     --delivery-rate N          fanout: set --rate to N / (subscribers per room)
     --window N                 persist: outstanding receipted SENDs per connection (8)
     --message-size N           extra padding characters in each message text (0)
@@ -65,6 +70,8 @@ pub enum Scenario {
     Fanout,
     /// Receipted SENDs and measure commit latency.
     Persist,
+    /// SSE notification streams and direct notifications.
+    Sse,
 }
 
 impl Scenario {
@@ -74,6 +81,7 @@ impl Scenario {
             Self::Idle => "idle",
             Self::Fanout => "fanout",
             Self::Persist => "persist",
+            Self::Sse => "sse",
         }
     }
 }
@@ -139,13 +147,17 @@ pub struct Config {
     pub max_connections: usize,
     /// JSON output path.
     pub json: Option<String>,
+    /// File of cached access tokens (herald).
+    pub token_cache: Option<String>,
+    /// Deadline of the signup/login phase.
+    pub login_timeout: Duration,
 }
 
 impl Config {
     /// Total sockets the run opens.
     pub fn total_connections(&self) -> usize {
         match self.scenario {
-            Scenario::Fanout => self.connections + self.publishers,
+            Scenario::Fanout | Scenario::Sse => self.connections + self.publishers,
             _ => self.connections,
         }
     }
@@ -163,6 +175,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         Some("idle") => Scenario::Idle,
         Some("fanout") => Scenario::Fanout,
         Some("persist") => Scenario::Persist,
+        Some("sse") => Scenario::Sse,
         Some("-h" | "--help") | None => return Err(String::new()),
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
@@ -219,6 +232,8 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         ws,
         http,
         users: f.num("users", 10)?.max(1),
+        token_cache: f.take("token-cache"),
+        login_timeout: f.secs("login-timeout", 60.0)?,
         user_prefix: f.take("user-prefix").unwrap_or_else(|| "bench_user_".into()),
         password: f.take("password").unwrap_or_else(|| "benchpass123".into()),
         login: f.take("login").unwrap_or_else(|| "bench".into()),
@@ -250,6 +265,11 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     if let Some((name, _)) = f.0.first() {
         return Err(format!("unknown flag --{name}"));
     }
+    let mut cfg = cfg;
+    if cfg.scenario == Scenario::Sse {
+        // one user per stream, plus one sender user per publisher
+        cfg.users = cfg.connections + cfg.publishers;
+    }
     validate(&cfg)?;
     Ok(cfg)
 }
@@ -268,8 +288,14 @@ fn validate(cfg: &Config) -> Result<(), String> {
     if cfg.duration > Duration::from_secs(600) || cfg.ramp_timeout > Duration::from_secs(300) {
         return Err("runs are bounded: --duration ≤ 600 s, --ramp-timeout ≤ 300 s".into());
     }
-    if cfg.scenario == Scenario::Fanout && (cfg.publishers == 0 || cfg.rate <= 0.0) {
-        return Err("fanout needs --publishers ≥ 1 and --rate > 0".into());
+    if matches!(cfg.scenario, Scenario::Fanout | Scenario::Sse) && (cfg.publishers == 0 || cfg.rate <= 0.0) {
+        return Err("fanout and sse need --publishers ≥ 1 and --rate > 0".into());
+    }
+    if cfg.scenario == Scenario::Sse && cfg.target != Target::Herald {
+        return Err("sse is a herald scenario".into());
+    }
+    if cfg.login_timeout > Duration::from_secs(3600) {
+        return Err("runs are bounded: --login-timeout ≤ 3600 s".into());
     }
     if cfg.message_size > 1900 {
         return Err("--message-size ≤ 1900 (herald's message limit is 2000 characters)".into());
@@ -329,6 +355,13 @@ mod tests {
         assert_eq!((c.target, c.connections, c.rate), (Target::Rabbitmq, 1000, 20.0));
         assert_eq!(c.ws.addr.port(), 15674);
         assert_eq!(c.total_connections(), 1010);
+    }
+
+    #[test]
+    fn sse_gets_one_user_per_stream() {
+        let c = parse(&args("sse --connections 100 --publishers 2 --rate 50")).unwrap();
+        assert_eq!((c.scenario, c.users, c.total_connections()), (Scenario::Sse, 102, 102));
+        assert!(parse(&args("sse --target rabbitmq")).is_err());
     }
 
     #[test]

@@ -14,9 +14,9 @@ use crate::endpoint::{source_addr, Endpoint};
 /// Largest REST response read.
 const MAX_RESPONSE: u64 = 1024 * 1024;
 /// Parallel login threads; argon2 on the server is the bottleneck, not us.
-const LOGIN_THREADS: usize = 4;
-/// How long the whole signup/login phase may take, 429 back-offs included.
-const LOGIN_DEADLINE: Duration = Duration::from_secs(60);
+const LOGIN_THREADS: usize = 8;
+/// A cached token is reused only if it is valid for at least this much longer (seconds).
+const CACHE_MIN_VALIDITY_S: u64 = 1800;
 
 /// Why the bench could not obtain tokens.
 #[derive(Debug, Error)]
@@ -82,6 +82,57 @@ fn post(ep: &Endpoint, source: usize, sources: usize, path: &str, body: &str) ->
         retry_after,
         body,
     })
+}
+
+/// Reads `<host> <username>\t<token>` lines; a missing or unreadable file is an empty cache.
+fn load_cache(path: &str) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, t)| (k.to_string(), t.to_string()))
+        .collect()
+}
+
+fn save_cache(path: &str, cache: &std::collections::HashMap<String, String>) {
+    let mut lines: Vec<String> = cache.iter().map(|(k, t)| format!("{k}\t{t}")).collect();
+    lines.sort();
+    let tmp = format!("{path}.tmp");
+    let written = std::fs::write(&tmp, lines.join("\n") + "\n").and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        eprintln!("herald-bench: cannot save the token cache {path}: {e}");
+    }
+}
+
+/// The `exp` claim of a JWT, read without verifying it (the server does that).
+fn jwt_exp(token: &str) -> Option<u64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64url_decode(payload)?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("exp")?.as_u64()
+}
+
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            b'=' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
 }
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
@@ -151,24 +202,50 @@ fn login_one(cfg: &Config, i: usize, deadline: Instant) -> Result<String, LoginE
 }
 
 /// Signs up (409 is fine) and logs in each of `cfg.users` users once; returns one access token per user.
+///
+/// With `--token-cache PATH`, tokens saved there by an earlier run (same REST host, same user names) that are valid
+/// for at least another 30 minutes are reused, and the new ones are added to the file: argon2 makes each login cost
+/// tens of milliseconds of server CPU, which matters for thousands of users.
 pub fn tokens(cfg: &Config) -> Result<Vec<String>, LoginError> {
-    let deadline = Instant::now() + LOGIN_DEADLINE;
-    let results: Mutex<Vec<Option<Result<String, LoginError>>>> = Mutex::new((0..cfg.users).map(|_| None).collect());
+    let deadline = Instant::now() + cfg.login_timeout;
+    let mut cache = cfg.token_cache.as_deref().map(load_cache).unwrap_or_default();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let key = |i: usize| format!("{} {}{i}", cfg.http.host_header(), cfg.user_prefix);
+    let initial: Vec<Option<Result<String, LoginError>>> = (0..cfg.users)
+        .map(|i| {
+            cache
+                .get(&key(i))
+                .filter(|t| jwt_exp(t).is_some_and(|exp| exp > now_s + CACHE_MIN_VALIDITY_S))
+                .map(|t| Ok(t.clone()))
+        })
+        .collect();
+    let todo: Vec<usize> = (0..cfg.users).filter(|i| initial[*i].is_none()).collect();
+    if cfg.token_cache.is_some() {
+        eprintln!(
+            "herald-bench: {} cached tokens reused, {} users to sign up / log in",
+            cfg.users - todo.len(),
+            todo.len()
+        );
+    }
+    let results: Mutex<Vec<Option<Result<String, LoginError>>>> = Mutex::new(initial);
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for _ in 0..LOGIN_THREADS.min(cfg.users) {
+        for _ in 0..LOGIN_THREADS.min(todo.len()) {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= cfg.users {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= todo.len() {
                     break;
                 }
+                let i = todo[n];
                 let r = login_one(cfg, i, deadline);
                 let failed = r.is_err();
                 if let Ok(mut all) = results.lock() {
                     all[i] = Some(r);
                 }
                 if failed {
-                    next.store(cfg.users, std::sync::atomic::Ordering::Relaxed);
+                    next.store(todo.len(), std::sync::atomic::Ordering::Relaxed);
                 }
             });
         }
@@ -177,12 +254,24 @@ pub fn tokens(cfg: &Config) -> Result<Vec<String>, LoginError> {
         .into_inner()
         .map_err(|_| LoginError::Rejected("login thread panicked".into()))?;
     let mut out = Vec::with_capacity(cfg.users);
-    for r in all {
+    let mut first_error = None;
+    for (i, r) in all.into_iter().enumerate() {
         match r {
-            Some(Ok(t)) => out.push(t),
-            Some(Err(e)) => return Err(e),
+            Some(Ok(t)) => {
+                cache.insert(key(i), t.clone());
+                out.push(t);
+            }
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
             None => {}
         }
+    }
+    if let Some(path) = cfg.token_cache.as_deref() {
+        save_cache(path, &cache);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     if out.len() < cfg.users {
         return Err(LoginError::Rejected("login aborted after an earlier failure".into()));
@@ -192,7 +281,16 @@ pub fn tokens(cfg: &Config) -> Result<Vec<String>, LoginError> {
 
 #[cfg(test)]
 mod tests {
-    use super::dechunk;
+    use super::{base64url_decode, dechunk, jwt_exp};
+
+    #[test]
+    fn reads_the_exp_claim() {
+        // {"sub":"a","exp":1795623570}
+        let payload = "eyJzdWIiOiJhIiwiZXhwIjoxNzk1NjIzNTcwfQ";
+        assert_eq!(jwt_exp(&format!("h.{payload}.s")), Some(1_795_623_570));
+        assert_eq!(base64url_decode("YWJj").unwrap(), b"abc");
+        assert_eq!(jwt_exp("not-a-jwt"), None);
+    }
 
     #[test]
     fn dechunks_and_tolerates_garbage() {

@@ -10,6 +10,7 @@ mod login;
 mod procfs;
 mod report;
 mod shared;
+mod sse;
 mod stats;
 mod stomp;
 mod worker;
@@ -91,6 +92,41 @@ fn run(cfg: &Config) -> Result<(), RunError> {
     let rss_before = server_pid.as_deref().and_then(procfs::vm_rss_kib);
     let shared = Shared::new(cfg.rooms);
     let per_thread = plans(cfg);
+    if cfg.scenario == Scenario::Sse {
+        let (timeline, results) = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for t in 0..cfg.threads {
+                let users: Vec<usize> = (0..cfg.connections).filter(|i| i % cfg.threads == t).collect();
+                let (shared, tokens) = (&shared, &tokens);
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("sse-{t}"))
+                        .spawn_scoped(s, move || sse::run_streams(cfg, shared, tokens, users)),
+                );
+            }
+            for index in 0..cfg.publishers {
+                let (shared, tokens) = (&shared, &tokens);
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("pub-{index}"))
+                        .spawn_scoped(s, move || sse::run_publisher(cfg, shared, tokens, index)),
+                );
+            }
+            let timeline = control(cfg, &shared, server_pid.as_deref());
+            shared.stop.store(true, Ordering::Relaxed);
+            let results: Vec<sse::SseResult> = handles
+                .into_iter()
+                .filter_map(|h| h.ok().and_then(|h| h.join().ok()))
+                .collect();
+            (timeline, results)
+        });
+        if let Some(why) = &timeline.aborted {
+            return Err(RunError::Unreachable(why.clone()));
+        }
+        let mut report = build_report(cfg, &shared, &timeline, &[], rss_before);
+        sse_report(&mut report, cfg, &shared, &timeline, &results);
+        return emit(cfg, &report);
+    }
     let (timeline, results) = std::thread::scope(|s| {
         let handles: Vec<_> = per_thread
             .into_iter()
@@ -114,12 +150,38 @@ fn run(cfg: &Config) -> Result<(), RunError> {
         return Err(RunError::Unreachable(why.clone()));
     }
     let report = build_report(cfg, &shared, &timeline, &results, rss_before);
+    emit(cfg, &report)
+}
+
+fn emit(cfg: &Config, report: &Report) -> Result<(), RunError> {
     print!("{}", report.to_text());
     if let Some(path) = &cfg.json {
         let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
         std::fs::write(path, text + "\n").map_err(|e| RunError::Setup(format!("writing {path}: {e}")))?;
     }
     Ok(())
+}
+
+/// The `sse` results: notifications created and received, and their latencies.
+fn sse_report(r: &mut Report, cfg: &Config, shared: &Shared, t: &Timeline, results: &[sse::SseResult]) {
+    let c = &shared.counters;
+    let hist = sse::merge(results);
+    let (missing, extra, streams) = sse::missing_extra(results);
+    let secs = t.publish_secs.max(1e-3);
+    r.add("streams", streams);
+    r.add("publishers", cfg.publishers);
+    r.add("target_rate_per_s", round2(cfg.rate));
+    r.add("publish_s", round2(secs));
+    r.add("posted", Counters::get(&c.sent));
+    r.add("created", Counters::get(&c.receipts));
+    r.add("created_per_s", round2(t.receipts_in_window as f64 / secs));
+    r.add("received", Counters::get(&c.delivered));
+    r.add("received_per_s", round2(t.delivered_in_window as f64 / secs));
+    r.add("missing", missing);
+    r.add("extra", extra);
+    r.add("drain_s", round2(t.drain_secs));
+    r.add("create_to_receive_latency", latency(&hist.delivery));
+    r.add("post_to_201_latency", latency(&hist.receipt));
 }
 
 /// Splits the run's connections over the threads, round-robin by global index.
@@ -132,6 +194,7 @@ fn plans(cfg: &Config) -> Vec<Vec<Planned>> {
             all.extend((0..cfg.connections).map(|i| Plan::Subscriber { room: i % cfg.rooms }));
         }
         Scenario::Persist => all.extend((0..cfg.connections).map(|i| Plan::Sender { room: i % cfg.rooms })),
+        Scenario::Sse => {}
     }
     let mut per_thread: Vec<Vec<Planned>> = (0..cfg.threads).map(|_| Vec::new()).collect();
     for (global, plan) in all.into_iter().enumerate() {
@@ -164,7 +227,11 @@ enum Phase {
 
 fn control(cfg: &Config, shared: &Shared, server_pid: Option<&str>) -> Timeline {
     let c = &shared.counters;
-    let total = cfg.total_connections() as u64;
+    // sse publishers are plain HTTP clients that never count as established; the ramp waits for the streams only
+    let total = match cfg.scenario {
+        Scenario::Sse => cfg.connections,
+        _ => cfg.total_connections(),
+    } as u64;
     let secs = |d: Duration| d.as_nanos() as u64;
     let start = shared.now_ns();
     let mut t = Timeline::default();
@@ -237,6 +304,7 @@ fn control(cfg: &Config, shared: &Shared, server_pid: Option<&str>) -> Timeline 
             Phase::Drain { since, until } => {
                 let done = match cfg.scenario {
                     Scenario::Fanout => Counters::get(&c.delivered) >= shared.expected_deliveries(),
+                    Scenario::Sse => Counters::get(&c.delivered) >= Counters::get(&c.receipts),
                     _ => Counters::get(&c.receipts) + Counters::get(&c.app_errors) >= Counters::get(&c.sent),
                 };
                 if done || now >= until {
@@ -346,7 +414,7 @@ fn build_report(
     r.add("protocol_errors", Counters::get(&c.protocol_errors));
     r.add("first_errors", shared.errors());
     match cfg.scenario {
-        Scenario::Idle => {}
+        Scenario::Idle | Scenario::Sse => {}
         Scenario::Fanout => fanout_report(&mut r, cfg, shared, t, results, &hist),
         Scenario::Persist => {
             let receipts = Counters::get(&c.receipts);

@@ -107,8 +107,8 @@ impl Reactor {
             .poll
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let reactors = shared.hub.reactor_count().max(1);
-        let max_connections = shared.config.server.max_connections.div_ceil(reactors);
+        // A process-wide bound, counted across reactors (the kernel may spread accepts unevenly).
+        let max_connections = shared.config.server.max_connections;
         Ok(Reactor {
             id: parts.id,
             poll: parts.poll,
@@ -212,7 +212,7 @@ impl Reactor {
                 }
             };
             let metrics = &self.shared.metrics;
-            if self.slots.len() >= self.max_connections {
+            if metrics.connections_open.load(Ordering::Relaxed) >= self.max_connections as i64 {
                 metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
                 drop(stream);
                 continue;

@@ -99,6 +99,10 @@ impl Reactor {
                 Err(WsError::Capacity(_)) => {
                     return self.ws_fail(token, "frame too large", "WebSocket message over the frame limit");
                 }
+                Err(WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
+                    // The peer went away without a close frame: nothing to tell it.
+                    return self.close(token);
+                }
                 Err(WsError::Protocol(_) | WsError::Utf8(_)) => {
                     return self.ws_fail(token, "malformed websocket frame", "the WebSocket framing is invalid");
                 }

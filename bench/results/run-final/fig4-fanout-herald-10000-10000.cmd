@@ -1,0 +1,2 @@
+/tmp/bench/bin/herald-bench fanout --url ws://127.0.0.1:18080/ws/chat --users 10 --server-pid 9439 --connections 10000 --publishers 4 --delivery-rate 10000 --duration 10 --ramp-timeout 90 --settle 2 --drain 5 --threads 2 --sources 4 --json /tmp/bench/run-final/fig4-fanout-herald-10000-10000.json
+exit 0

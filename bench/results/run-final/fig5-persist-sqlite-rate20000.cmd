@@ -1,0 +1,2 @@
+/tmp/bench/bin/herald-bench persist --url ws://127.0.0.1:18080/ws/chat --users 10 --server-pid 10521 --connections 1000 --rooms 1000 --window 4 --rate 20000 --duration 10 --drain 5 --threads 2 --sources 4 --json /tmp/bench/run-final/fig5-persist-sqlite-rate20000.json
+exit 0
