@@ -151,14 +151,11 @@ impl StorePool {
         for i in 0..cores {
             let rx = hashing_rx.clone();
             let common = Arc::clone(&common);
+            // Only these threads hash, so the allocator keeps at most one argon2 block (~19 MiB)
+            // per core for reuse; handing it back after each hash (malloc_trim) measured slower.
             threads.push(spawn(format!("herald-hash-{i}"), move || {
                 lower_priority();
-                let mut worker = Worker::new(common);
-                let common = Arc::clone(&worker.common);
-                while let Some(job) = next(&rx, &common) {
-                    job(&mut worker);
-                    release_freed_memory();
-                }
+                general_loop(rx, Worker::new(common))
             }));
         }
         let mut shards = Vec::new();
@@ -277,15 +274,6 @@ fn lower_priority() {
                 log::warn!("could not lower the priority of a hashing thread");
             }
         }
-    }
-}
-
-/// Hands the ~19 MiB that argon2id allocated back to the system (glibc keeps it otherwise).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
