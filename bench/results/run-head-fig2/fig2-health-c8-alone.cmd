@@ -1,0 +1,2 @@
+wrk -t1 -c8 -d5s --latency http://127.0.0.1:18080/health
+exit 0
