@@ -38,6 +38,8 @@ FLAGS (default):
     --delivery-rate N          fanout: set --rate to N / (subscribers per room)
     --window N                 persist: outstanding receipted SENDs per connection (8)
     --message-size N           extra padding characters in each message text (0)
+    --mention USER             herald: end each message text with @USER, so each SEND also stores and delivers a
+                               mention notification (a mention storm at --rate)
     --duration SECS            hold / publish time (10)
     --connect-rate N           new connections per second (2000)
     --max-pending N            connection handshakes in flight at once (256)
@@ -123,6 +125,8 @@ pub struct Config {
     pub window: usize,
     /// Padding characters per message.
     pub message_size: usize,
+    /// A username mentioned in every message (`@name`), if any.
+    pub mention: Option<String>,
     /// Hold or publish time.
     pub duration: Duration,
     /// New connections per second.
@@ -246,6 +250,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         rate,
         window: f.num("window", 8)?.max(1),
         message_size: f.num("message-size", 0)?,
+        mention: f.take("mention"),
         duration: f.secs("duration", 10.0)?,
         connect_rate: f.float("connect-rate", 2000.0)?,
         max_pending: f.num("max-pending", 256)?.max(1),

@@ -514,6 +514,10 @@ impl Connection {
             text.push(' ');
             text.extend(std::iter::repeat_n('x', cfg.message_size));
         }
+        if let Some(user) = &cfg.mention {
+            text.push_str(" @");
+            text.push_str(user);
+        }
         let room_name = cfg.room(room);
         let body = serde_json::json!({"roomId": room_name, "message": text}).to_string();
         let dest = match cfg.target {
