@@ -71,28 +71,20 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-/// Runs `f` on a worker and sends its response to `conn`.
+/// Which worker threads run a job.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Store queries.
+    General,
+    /// Jobs that compute argon2 (login, signup), on the low-priority threads.
+    Hashing,
+}
+
+/// Runs `f` on a worker of `lane` and sends its response to `conn`.
 fn run(
     shared: &Arc<Shared>,
     conn: ConnRef,
-    f: impl FnOnce(&mut Worker, &Shared) -> Result<Response, ApiError> + Send + 'static,
-) -> Outcome {
-    run_on(shared, conn, false, f)
-}
-
-/// Like [`run`], on the low-priority threads: for jobs that compute argon2.
-fn run_hashing(
-    shared: &Arc<Shared>,
-    conn: ConnRef,
-    f: impl FnOnce(&mut Worker, &Shared) -> Result<Response, ApiError> + Send + 'static,
-) -> Outcome {
-    run_on(shared, conn, true, f)
-}
-
-fn run_on(
-    shared: &Arc<Shared>,
-    conn: ConnRef,
-    hashing: bool,
+    lane: Lane,
     f: impl FnOnce(&mut Worker, &Shared) -> Result<Response, ApiError> + Send + 'static,
 ) -> Outcome {
     if !shared.pool.is_up() {
@@ -103,7 +95,7 @@ fn run_on(
         let response = f(worker, &s).unwrap_or_else(ApiError::into_response);
         s.hub.reply(conn, response);
     });
-    let submitted = if hashing {
+    let submitted = if lane == Lane::Hashing {
         shared.pool.submit_hashing(job)
     } else {
         shared.pool.submit(job)
@@ -179,7 +171,7 @@ fn signup(shared: &Arc<Shared>, conn: ConnRef, req: &Request) -> Outcome {
     let body: Credentials = json_body(req)?;
     validate::username(&body.username).map_err(|e| ApiError::InvalidRequest(format!("username: {e}")))?;
     validate::password(&body.password).map_err(|e| ApiError::InvalidRequest(format!("password: {e}")))?;
-    run_hashing(shared, conn, move |worker, _| {
+    run(shared, conn, Lane::Hashing, move |worker, _| {
         let hash = password::hash_password(&body.password).map_err(|_| ApiError::Internal)?;
         match worker.with(|db| db.create_user(&body.username, &hash, now_ms())) {
             Ok(user) => Ok(Response::ok(201, "회원가입 성공", UserView::from(&user))),
@@ -237,7 +229,7 @@ fn login(shared: &Arc<Shared>, conn: ConnRef, client_ip: &str, req: &Request) ->
             retry_after_secs: wait.as_secs().max(1),
         });
     }
-    run_hashing(shared, conn, move |worker, shared| {
+    run(shared, conn, Lane::Hashing, move |worker, shared| {
         let user = worker
             .with(|db| db.user_credentials(&body.username))
             .map_err(store_error)?;
@@ -260,7 +252,7 @@ fn reissue(shared: &Arc<Shared>, conn: ConnRef, req: &Request) -> Outcome {
         .keys
         .verify(&body.refresh_token, TokenType::Refresh, now_secs())
         .map_err(jwt_error)?;
-    run(shared, conn, move |worker, shared| {
+    run(shared, conn, Lane::General, move |worker, shared| {
         let hash = token_hash(&body.refresh_token);
         match worker
             .with(|db| db.spend_refresh_token(&hash, now_ms()))
@@ -294,7 +286,7 @@ fn logout(shared: &Arc<Shared>, conn: ConnRef, req: &Request) -> Outcome {
         Ok(_) | Err(JwtError::Expired) => {}
         Err(e) => return Err(jwt_error(e)),
     }
-    run(shared, conn, move |worker, _| {
+    run(shared, conn, Lane::General, move |worker, _| {
         let hash = token_hash(&body.refresh_token);
         match worker
             .with(|db| db.refresh_token_family(&hash, claims.uid))
@@ -313,7 +305,7 @@ fn logout(shared: &Arc<Shared>, conn: ConnRef, req: &Request) -> Outcome {
 
 fn me(shared: &Arc<Shared>, conn: ConnRef, req: &Request) -> Outcome {
     let claims = authenticate(shared, req)?;
-    run(shared, conn, move |worker, _| {
+    run(shared, conn, Lane::General, move |worker, _| {
         match worker.with(|db| db.user_by_id(claims.uid)).map_err(store_error)? {
             Some(user) => Ok(Response::ok(200, "사용자 조회 성공", UserView::from(&user))),
             None => Err(ApiError::InvalidToken),
@@ -354,7 +346,7 @@ fn history(shared: &Arc<Shared>, conn: ConnRef, req: &Request, room: &str) -> Ou
         before: id_param(req, "before")?,
         after: id_param(req, "after")?,
     };
-    run(shared, conn, move |worker, _| {
+    run(shared, conn, Lane::General, move |worker, _| {
         let messages = worker.with(|db| db.chat_history(&room, query)).map_err(store_error)?;
         let views: Vec<ChatView> = messages.iter().map(ChatView::from).collect();
         Ok(Response::json(200, &views))
@@ -373,7 +365,7 @@ fn list_notifications(shared: &Arc<Shared>, conn: ConnRef, req: &Request) -> Out
         limit: limit_param(req)?,
         before: id_param(req, "before")?,
     };
-    run(shared, conn, move |worker, _| {
+    run(shared, conn, Lane::General, move |worker, _| {
         let list = worker
             .with(|db| db.list_notifications(&claims.sub, query))
             .map_err(store_error)?;
@@ -402,7 +394,7 @@ fn create_notification(shared: &Arc<Shared>, conn: ConnRef, req: &Request) -> Ou
             retry_after_secs: wait.as_secs().max(1),
         });
     }
-    run(shared, conn, move |worker, shared| {
+    run(shared, conn, Lane::General, move |worker, shared| {
         let new = NewNotification {
             recipient: body.recipient,
             kind: "direct".into(),
@@ -431,7 +423,7 @@ fn mark_read(shared: &Arc<Shared>, conn: ConnRef, req: &Request, id: &str) -> Ou
         Ok(n) if n > 0 => n,
         _ => return Err(ApiError::InvalidRequest("id: 양의 정수여야 합니다".into())),
     };
-    run(shared, conn, move |worker, _| {
+    run(shared, conn, Lane::General, move |worker, _| {
         let marked = worker
             .with(|db| db.mark_notification_read(id, &claims.sub, now_ms()))
             .map_err(store_error)?;
