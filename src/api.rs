@@ -132,11 +132,7 @@ fn jwt_error(e: JwtError) -> ApiError {
 
 /// The bearer token of a request, if it has one.
 pub fn bearer_token(req: &Request) -> Option<&str> {
-    let value = req.authorization.as_deref()?.trim();
-    match value.get(..7) {
-        Some(p) if p.eq_ignore_ascii_case("bearer ") => Some(value[7..].trim()),
-        _ => None,
-    }
+    crate::auth::jwt::bearer_token(req.authorization.as_deref()?)
 }
 
 /// The claims of the request's access token: 401 `UNAUTHORIZED` without one.

@@ -130,6 +130,15 @@ impl Hub {
         }
     }
 
+    /// Wakes every reactor with nothing to drain (so that it notices the shutdown flag at once).
+    pub fn wake_all(&self) {
+        for (reactor, handle) in self.reactors.iter().enumerate() {
+            if let Err(e) = handle.waker.wake() {
+                log::error!("waking reactor {reactor} failed: {e}");
+            }
+        }
+    }
+
     /// Called by a reactor before it drains its inbox, so that a post racing the drain wakes it again.
     pub fn clear_wake(&self, reactor: usize) {
         if let Some(handle) = self.reactors.get(reactor) {

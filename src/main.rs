@@ -219,11 +219,7 @@ fn serve(config: Config) -> Result<(), String> {
         shared.config.server.shutdown_deadline_ms
     );
     shared.shutdown.store(true, Ordering::Release);
-    for id in 0..shared.hub.reactor_count() {
-        shared
-            .hub
-            .send(id, herald::hub::ReactorMsg::Chat(Arc::from(Vec::new())));
-    }
+    shared.hub.wake_all();
     let mut all_ran = true;
     for t in threads {
         all_ran &= t.join().unwrap_or(false);

@@ -203,6 +203,16 @@ impl JwtKeys {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive); `None`
+/// without the scheme.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    match value.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => Some(value[7..].trim()),
+        _ => None,
+    }
+}
+
 /// Hex SHA-256 of a token, what the store keeps instead of the token.
 pub fn token_hash(token: &str) -> String {
     // jsonwebtoken's RustCrypto provider exposes SHA-256 (for JWK thumbprints); using it avoids a
@@ -581,5 +591,14 @@ mod tests {
         let per = start.elapsed() / rounds;
         let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
         println!("JwtKeys::verify ({profile}): {per:?} per token ({} bytes)", token.len());
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("  bearer   abc  "), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("abc"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
     }
 }

@@ -77,7 +77,6 @@ pub struct Reactor {
     users: HashMap<Box<str>, Vec<usize>>,
     dirty: Vec<usize>,
     read_again: Vec<usize>,
-    scratch: Vec<u8>,
 }
 
 /// Binds a listener with `SO_REUSEPORT` so that every reactor accepts on the same port.
@@ -122,7 +121,6 @@ impl Reactor {
             users: HashMap::new(),
             dirty: Vec::new(),
             read_again: Vec::new(),
-            scratch: Vec::new(),
         })
     }
 

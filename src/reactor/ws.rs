@@ -321,7 +321,7 @@ impl Reactor {
                 let bytes = match cache.iter().find(|(id, _)| **id == *sub.subscription) {
                     Some((_, b)) => b.clone(),
                     None => {
-                        let b = encode_message(&mut self.scratch, event, &sub.subscription);
+                        let b = encode_message(event, &sub.subscription);
                         cache.push((sub.subscription.clone(), b.clone()));
                         b
                     }
@@ -445,22 +445,22 @@ impl Reactor {
 
 /// `MESSAGE` for one subscriber id: `destination`, `content-type`, `subscription`, `message-id`,
 /// `content-length`, body, NUL.
-fn encode_message(scratch: &mut Vec<u8>, event: &ChatEvent, subscription: &str) -> Utf8Bytes {
+fn encode_message(event: &ChatEvent, subscription: &str) -> Utf8Bytes {
     use std::io::Write;
-    scratch.clear();
-    scratch.extend_from_slice(b"MESSAGE\ndestination:");
-    scratch.extend_from_slice(ROOM_PREFIX.as_bytes());
-    scratch.extend_from_slice(event.room.as_bytes());
-    scratch.extend_from_slice(b"\ncontent-type:application/json\nsubscription:");
-    frame::escape_into(subscription, scratch);
+    let mut out = Vec::with_capacity(160 + subscription.len() + event.room.len() + event.body.len());
+    out.extend_from_slice(b"MESSAGE\ndestination:");
+    out.extend_from_slice(ROOM_PREFIX.as_bytes());
+    out.extend_from_slice(event.room.as_bytes());
+    out.extend_from_slice(b"\ncontent-type:application/json\nsubscription:");
+    frame::escape_into(subscription, &mut out);
     let _ = write!(
-        scratch,
+        out,
         "\nmessage-id:{}\ncontent-length:{}\n\n",
         event.id,
         event.body.len()
     );
-    scratch.extend_from_slice(event.body.as_bytes());
-    scratch.push(0);
+    out.extend_from_slice(event.body.as_bytes());
+    out.push(0);
     // Everything appended is UTF-8 (room ids are ASCII, the body is JSON text).
-    Utf8Bytes::try_from(scratch.clone()).unwrap_or_else(|_| Utf8Bytes::from_static(""))
+    Utf8Bytes::try_from(out).unwrap_or_else(|_| Utf8Bytes::from_static(""))
 }

@@ -45,6 +45,25 @@ pub enum Command {
 const LONGEST_COMMAND: usize = 11;
 
 impl Command {
+    /// Every command of STOMP 1.2.
+    pub const ALL: [Command; 15] = [
+        Command::Connect,
+        Command::Stomp,
+        Command::Connected,
+        Command::Send,
+        Command::Subscribe,
+        Command::Unsubscribe,
+        Command::Ack,
+        Command::Nack,
+        Command::Begin,
+        Command::Commit,
+        Command::Abort,
+        Command::Disconnect,
+        Command::Message,
+        Command::Receipt,
+        Command::Error,
+    ];
+
     /// The command as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -233,26 +252,9 @@ pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Decoded, usize)>, F
 
 /// Whether an unfinished command line (no EOL yet) is still the start of some command.
 fn could_be_command(partial: &[u8]) -> bool {
-    const NAMES: [&[u8]; 15] = [
-        b"CONNECT",
-        b"STOMP",
-        b"CONNECTED",
-        b"SEND",
-        b"SUBSCRIBE",
-        b"UNSUBSCRIBE",
-        b"ACK",
-        b"NACK",
-        b"BEGIN",
-        b"COMMIT",
-        b"ABORT",
-        b"DISCONNECT",
-        b"MESSAGE",
-        b"RECEIPT",
-        b"ERROR",
-    ];
     // A trailing CR may be the first half of a CRLF.
     let partial = partial.strip_suffix(b"\r").unwrap_or(partial);
-    NAMES.iter().any(|name| name.starts_with(partial))
+    Command::ALL.iter().any(|c| c.as_str().as_bytes().starts_with(partial))
 }
 
 /// Finds the frame's structure, reporting structural errors as soon as they are certain.
@@ -461,24 +463,6 @@ pub fn escape_into(s: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    const ALL: [Command; 15] = [
-        Command::Connect,
-        Command::Stomp,
-        Command::Connected,
-        Command::Send,
-        Command::Subscribe,
-        Command::Unsubscribe,
-        Command::Ack,
-        Command::Nack,
-        Command::Begin,
-        Command::Commit,
-        Command::Abort,
-        Command::Disconnect,
-        Command::Message,
-        Command::Receipt,
-        Command::Error,
-    ];
-
     fn limits() -> Limits {
         Limits::default()
     }
@@ -525,10 +509,13 @@ mod tests {
 
     #[test]
     fn command_names_round_trip() {
-        for c in ALL {
+        for c in Command::ALL {
             assert_eq!(Command::from_bytes(c.as_str().as_bytes()), Some(c));
         }
-        assert_eq!(ALL.iter().map(|c| c.as_str().len()).max(), Some(LONGEST_COMMAND));
+        assert_eq!(
+            Command::ALL.iter().map(|c| c.as_str().len()).max(),
+            Some(LONGEST_COMMAND)
+        );
         assert_eq!(Command::from_bytes(b"send"), None);
         assert_eq!(Command::from_bytes(b"SEND "), None);
         assert_eq!(Command::from_bytes(b""), None);
@@ -536,7 +523,7 @@ mod tests {
 
     #[test]
     fn decodes_every_command() {
-        for c in ALL {
+        for c in Command::ALL {
             let wire = format!("{}\n\n\0", c.as_str());
             assert_eq!(decode_one(wire.as_bytes()), Frame::new(c));
             let crlf = format!("{}\r\n\r\n\0", c.as_str());
@@ -861,7 +848,7 @@ mod tests {
         // CONNECT/CONNECTED cannot carry CR or LF, nor a colon in a name.
         const RAW_NAME: &[char] = &['a', 'Z', '0', '-', ' ', '\\', 'é', '\t'];
         const RAW_VALUE: &[char] = &['a', 'Z', '0', '-', ' ', ':', '\\', 'é', '\t'];
-        let command = rng.pick(&ALL);
+        let command = rng.pick(&Command::ALL);
         let (names, values) = if command.escapes_headers() {
             (ANY, ANY)
         } else {

@@ -225,7 +225,8 @@ impl Session {
                 out,
             );
         };
-        let token = strip_bearer(authorization);
+        // STOMP clients also send the bare token.
+        let token = crate::auth::jwt::bearer_token(authorization).unwrap_or(authorization.trim());
         let principal = match authenticate(token) {
             Ok(p) => p,
             Err(why) => {
@@ -385,14 +386,6 @@ pub fn error_frame(message: &str, detail: &str, receipt: Option<&str>) -> Frame 
     }
     f.with_header("content-type", "text/plain")
         .with_body(detail.as_bytes().to_vec())
-}
-
-fn strip_bearer(value: &str) -> &str {
-    let value = value.trim();
-    match value.get(..7) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => value[7..].trim(),
-        _ => value,
-    }
 }
 
 /// The highest version both sides speak; STOMP 1.0 clients send no `accept-version`.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::backend::{Backend, StoreError};
 use super::model::NewChatMessage;
@@ -187,23 +187,9 @@ impl StorePool {
         }
     }
 
-    /// Queues a job for a general worker.
-    pub fn submit(&self, job: Job) -> Result<(), Busy> {
-        match self.general.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.common
-                    .metrics
-                    .store_queue_rejections
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(Busy)
-            }
-        }
-    }
-
-    /// Queues a job that hashes a password (login, signup) on the low-priority threads.
-    pub fn submit_hashing(&self, job: Job) -> Result<(), Busy> {
-        self.hashing.try_send(job).map_err(|_| {
+    /// Queues without waiting; a full (or closed) queue is counted and refused.
+    fn offer<T>(&self, queue: &Sender<T>, item: T) -> Result<(), Busy> {
+        queue.try_send(item).map_err(|_| {
             self.common
                 .metrics
                 .store_queue_rejections
@@ -212,23 +198,27 @@ impl StorePool {
         })
     }
 
+    /// Queues a job for a general worker.
+    pub fn submit(&self, job: Job) -> Result<(), Busy> {
+        self.offer(&self.general, job)
+    }
+
+    /// Queues a job that hashes a password (login, signup) on the low-priority threads.
+    pub fn submit_hashing(&self, job: Job) -> Result<(), Busy> {
+        self.offer(&self.hashing, job)
+    }
+
     /// Queues a SEND on the shard that owns its room.
     pub fn submit_chat(&self, job: ChatJob) -> Result<(), Busy> {
         let mut hasher = DefaultHasher::new();
         job.message.room_id.hash(&mut hasher);
         let shard = (hasher.finish() % self.shards.len() as u64) as usize;
         self.common.chat_in_flight.fetch_add(1, Ordering::AcqRel);
-        match self.shards[shard].try_send(job) {
-            Ok(()) => Ok(()),
-            Err(_) => {
-                self.common.chat_in_flight.fetch_sub(1, Ordering::AcqRel);
-                self.common
-                    .metrics
-                    .store_queue_rejections
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(Busy)
-            }
+        let queued = self.offer(&self.shards[shard], job);
+        if queued.is_err() {
+            self.common.chat_in_flight.fetch_sub(1, Ordering::AcqRel);
         }
+        queued
     }
 
     /// Whether the store answered the last ping and the schema is in place.
