@@ -932,3 +932,46 @@ fn shutdown(s: &Server) {
     );
     assert!(Conn::open(s.addr).is_err(), "still accepting connections after exit");
 }
+
+// ---------------------------------------------------------------------------------------------
+// server.max_connections is one bound for the whole process, whichever reactor accepts
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn connection_limit() {
+    let config = Config::new().set("server", "max_connections", 6);
+    run_on_each_backend(
+        "connection_limit",
+        &config,
+        &[(
+            "the connection over max_connections is closed at once",
+            connections_over_the_limit,
+        )],
+    );
+}
+
+fn connections_over_the_limit(s: &Server) {
+    // Six idle connections fill the limit, whichever of the two reactors took them.
+    let mut held: Vec<Conn> = (0..6)
+        .map(|i| Conn::open(s.addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    // Let every reactor register its accepts before the next connection arrives.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = Conn::open(s.addr).expect("the kernel still completes the handshake");
+    assert!(
+        over.closed_within(Duration::from_secs(2)),
+        "the 7th connection was kept open"
+    );
+    // The held ones still work, and a slot freed is a slot usable again.
+    let r = held[0]
+        .send(&Request::get("/health"))
+        .expect("a held connection is served");
+    assert_eq!(r.status, 200);
+    drop(held.pop());
+    assert!(
+        common::eventually(Duration::from_secs(2), || s
+            .try_request(&Request::get("/health"))
+            .is_ok_and(|r| r.status == 200)),
+        "a freed slot was not reusable"
+    );
+}

@@ -559,3 +559,45 @@ fn stream_expires(s: &Server) {
     let fresh = login(s, "bob", "bobpass");
     open_connected(s, &fresh.access, &[]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The replay is paged by replay_limit, and a reconnect past several pages misses nothing
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn replay_crosses_the_page_size() {
+    let config = Config::new().set("notifications", "replay_limit", 2);
+    run_on_each_backend(
+        "replay_crosses_the_page_size",
+        &config,
+        &[("seven missed notifications replay over four pages of two", replay_pages)],
+    );
+}
+
+fn replay_pages(s: &Server) {
+    let (name, tokens) = new_user(s, "pages_");
+    let sender = alice(s);
+    let first = id_of(&notify(s, &sender.access, &name, "before the gap"));
+    let missed: Vec<i64> = (0..7)
+        .map(|i| id_of(&notify(s, &sender.access, &name, &format!("missed {i}"))))
+        .collect();
+    let mut stream = open_connected(s, &tokens.access, &[("Last-Event-ID", &first.to_string())]);
+    let mut got: Vec<i64> = Vec::new();
+    while got.len() < missed.len() {
+        match stream.next_event(Duration::from_secs(5)) {
+            Some(e) if e.event.as_deref() == Some("notification") => {
+                got.push(e.id.as_deref().and_then(|i| i.parse().ok()).unwrap_or(-1));
+            }
+            other => panic!("expected a replayed notification, got {other:?} after {got:?}"),
+        }
+    }
+    assert_eq!(got, missed, "every missed notification, in order, once");
+    // Then the stream is live.
+    let live = id_of(&notify(s, &sender.access, &name, "live"));
+    let after: Vec<i64> = stream
+        .notifications_for(Duration::from_millis(500))
+        .iter()
+        .map(|e| e.id.as_deref().and_then(|i| i.parse().ok()).unwrap_or(-1))
+        .collect();
+    assert_eq!(after, vec![live]);
+}
