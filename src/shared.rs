@@ -1,5 +1,5 @@
-//! What every reactor and worker shares: configuration, keys, the store pool, the hub, metrics
-//! and the rate limiters. Built once at start-up, behind an `Arc`.
+//! What every reactor and worker shares: configuration, keys, the store pool, the chat writer,
+//! the bus, metrics and the rate limiters. Built once at start-up, behind an `Arc`.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::auth::jwt::{Claims, JwtError, JwtKeys, TokenType};
 use crate::auth::rate_limit::RateLimiter;
+use crate::bus::Bus;
+use crate::chat::ChatWriter;
 use crate::config::Config;
 use crate::http::cors::Cors;
 use crate::http::request::HttpLimits;
-use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::stomp::frame::Limits as StompLimits;
 use crate::stomp::session::{Principal, SessionConfig};
@@ -19,11 +20,13 @@ use crate::store::pool::StorePool;
 /// How many distinct keys each limiter tracks at most (memory bound under a spray of names).
 const LIMITER_KEYS: usize = 100_000;
 
+/// The process's shared state.
 pub struct Shared {
     pub config: Config,
     pub keys: JwtKeys,
     pub pool: StorePool,
-    pub hub: Arc<Hub>,
+    pub chat: ChatWriter,
+    pub bus: Arc<Bus>,
     pub metrics: Arc<Metrics>,
     pub cors: Cors,
     pub http_limits: HttpLimits,
@@ -37,7 +40,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, pool: StorePool, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Shared {
+    /// Everything built; `pool`, `chat` and `bus` are already running.
+    pub fn new(config: Config, pool: StorePool, chat: ChatWriter, bus: Arc<Bus>, metrics: Arc<Metrics>) -> Shared {
         let minute = Duration::from_secs(60);
         Shared {
             keys: JwtKeys::new(
@@ -57,7 +61,6 @@ impl Shared {
             },
             session: SessionConfig {
                 max_subscriptions: config.chat.max_subscriptions,
-                max_message_chars: config.chat.max_message_chars,
                 heartbeat_ms: config.chat.heartbeat_ms,
                 server: format!("herald/{}", env!("CARGO_PKG_VERSION")),
             },
@@ -79,7 +82,8 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             config,
             pool,
-            hub,
+            chat,
+            bus,
             metrics,
         }
     }

@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 use crate::clock::iso8601_millis;
-use crate::hub::{ChatEvent, NotificationEvent};
 use crate::store::model::{ChatMessage, Notification, User};
 
 /// `{"id":1,"roomId":"room-1","sender":"alice","message":"hi","sentAt":"2025-08-14T14:55:00.000Z"}`
@@ -75,27 +74,10 @@ impl<'a> From<&'a User> for UserView<'a> {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Box<str> {
+/// Serializes a view once, for every subscriber or stream that receives it.
+pub fn to_json<T: Serialize>(value: &T) -> Box<str> {
     // Serializing these plain structs cannot fail (string keys, no maps with non-string keys).
     serde_json::to_string(value).unwrap_or_default().into_boxed_str()
-}
-
-/// A chat message serialized once for fan-out.
-pub fn chat_event(m: &ChatMessage) -> ChatEvent {
-    ChatEvent {
-        room: m.room_id.as_str().into(),
-        id: m.id,
-        body: to_json(&ChatView::from(m)),
-    }
-}
-
-/// A notification serialized once for delivery.
-pub fn notification_event(n: &Notification) -> NotificationEvent {
-    NotificationEvent {
-        recipient: n.recipient.as_str().into(),
-        id: n.id,
-        body: to_json(&NotificationView::from(n)),
-    }
 }
 
 #[cfg(test)]
@@ -112,7 +94,7 @@ mod tests {
             sent_at_ms: 1_755_183_300_000,
         };
         assert_eq!(
-            &*chat_event(&m).body,
+            &*to_json(&ChatView::from(&m)),
             r#"{"id":1,"roomId":"room-1","sender":"alice","message":"hi","sentAt":"2025-08-14T14:55:00.000Z"}"#
         );
     }
@@ -130,7 +112,7 @@ mod tests {
             read: false,
         };
         assert_eq!(
-            &*notification_event(&n).body,
+            &*to_json(&NotificationView::from(&n)),
             r#"{"id":7,"type":"mention","recipient":"bob","sender":"alice","roomId":"room-1","message":"@bob hi","createdAt":"1970-01-01T00:00:00.000Z","read":false}"#
         );
     }

@@ -4,6 +4,8 @@
 //! and no panic on any input. Errors are Korean human messages that name the field; the caller
 //! wraps them in a 400 `INVALID_REQUEST`.
 
+use crate::text::Text;
+
 /// Shortest allowed username, in characters.
 pub const USERNAME_MIN: usize = 3;
 /// Longest allowed username, in characters.
@@ -17,11 +19,11 @@ pub const ROOM_ID_MAX: usize = 64;
 /// Most distinct users one chat message may mention; further mentions are ignored.
 pub const MAX_MENTIONS: usize = 20;
 
-const USERNAME_ERROR: &str = "username은(는) 3~32자의 영문, 숫자, _ . - 만 사용할 수 있습니다";
-const PASSWORD_ERROR: &str = "password은(는) 8~128자여야 합니다";
-const ROOM_ID_ERROR: &str = "roomId은(는) 1~64자의 영문, 숫자, _ - 만 사용할 수 있습니다";
-const MESSAGE_EMPTY_ERROR: &str = "message은(는) 비어 있거나 공백으로만 이루어질 수 없습니다";
-const MESSAGE_TOO_LONG_ERROR: &str = "message은(는) 허용된 최대 글자 수를 초과할 수 없습니다";
+const USERNAME_ERROR: &str = Text::UsernameRule.ko();
+const PASSWORD_ERROR: &str = Text::PasswordRule.ko();
+const ROOM_ID_ERROR: &str = Text::RoomIdRule.ko();
+const MESSAGE_EMPTY_ERROR: &str = Text::MessageBlank.ko();
+const MESSAGE_TOO_LONG_ERROR: &str = Text::MessageTooLong.ko();
 
 /// True for the bytes of the username alphabet `[A-Za-z0-9_.-]`.
 fn is_username_byte(b: u8) -> bool {

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::text::Text;
+
 /// A response waiting to be encoded.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -130,7 +132,7 @@ pub enum ApiError {
     /// 400 `INVALID_REQUEST`; the text names the field.
     InvalidRequest(String),
     /// 401 `UNAUTHORIZED`: no credentials, or wrong username/password.
-    Unauthorized(&'static str),
+    Unauthorized(Text),
     /// 401 `TOKEN_EXPIRED`.
     TokenExpired,
     /// 401 `INVALID_TOKEN`: forged, malformed, wrong type, revoked.
@@ -138,13 +140,13 @@ pub enum ApiError {
     /// 403 `FORBIDDEN`.
     Forbidden,
     /// 404 `NOT_FOUND`.
-    NotFound(&'static str),
+    NotFound(Text),
     /// 405 `METHOD_NOT_ALLOWED` with the methods the path takes.
     MethodNotAllowed(&'static str),
     /// 408 `REQUEST_TIMEOUT`: the headers did not arrive in time.
     RequestTimeout,
     /// 409 `CONFLICT`.
-    Conflict(&'static str),
+    Conflict(Text),
     /// 411 `LENGTH_REQUIRED`: chunked request bodies are not accepted.
     LengthRequired,
     /// 413 `PAYLOAD_TOO_LARGE` (body), also used with status 431 for oversize headers.
@@ -164,44 +166,25 @@ pub enum ApiError {
 impl ApiError {
     /// Status, stable code, human message.
     pub fn parts(&self) -> (u16, &'static str, String) {
-        match self {
-            ApiError::InvalidRequest(m) => (400, "INVALID_REQUEST", m.clone()),
-            ApiError::Unauthorized(m) => (401, "UNAUTHORIZED", (*m).to_string()),
-            ApiError::TokenExpired => (401, "TOKEN_EXPIRED", "토큰이 만료되었습니다".into()),
-            ApiError::InvalidToken => (401, "INVALID_TOKEN", "유효하지 않은 토큰입니다".into()),
-            ApiError::Forbidden => (403, "FORBIDDEN", "권한이 없습니다".into()),
-            ApiError::NotFound(m) => (404, "NOT_FOUND", (*m).to_string()),
-            ApiError::MethodNotAllowed(_) => (405, "METHOD_NOT_ALLOWED", "허용되지 않은 메서드입니다".into()),
-            ApiError::RequestTimeout => (408, "REQUEST_TIMEOUT", "요청 시간이 초과되었습니다".into()),
-            ApiError::Conflict(m) => (409, "CONFLICT", (*m).to_string()),
-            ApiError::LengthRequired => (
-                411,
-                "LENGTH_REQUIRED",
-                "Content-Length가 필요합니다 (chunked 요청 본문은 지원하지 않습니다)".into(),
-            ),
-            ApiError::PayloadTooLarge { status } => (*status, "PAYLOAD_TOO_LARGE", "요청이 너무 큽니다".into()),
-            ApiError::UnsupportedMediaType => (
-                415,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "Content-Type은 application/json 이어야 합니다".into(),
-            ),
-            ApiError::TooManyRequests { .. } => (
-                429,
-                "TOO_MANY_REQUESTS",
-                "요청이 너무 많습니다. 잠시 후 다시 시도하세요".into(),
-            ),
-            ApiError::Internal => (500, "INTERNAL_ERROR", "서버 내부 오류가 발생했습니다".into()),
-            ApiError::ServiceUnavailable => (
-                503,
-                "SERVICE_UNAVAILABLE",
-                "서비스를 일시적으로 사용할 수 없습니다".into(),
-            ),
-            ApiError::VersionNotSupported => (
-                505,
-                "HTTP_VERSION_NOT_SUPPORTED",
-                "지원하지 않는 HTTP 버전입니다".into(),
-            ),
-        }
+        let (status, code, text) = match self {
+            ApiError::InvalidRequest(m) => return (400, "INVALID_REQUEST", m.clone()),
+            ApiError::Unauthorized(t) => (401, "UNAUTHORIZED", *t),
+            ApiError::TokenExpired => (401, "TOKEN_EXPIRED", Text::TokenExpired),
+            ApiError::InvalidToken => (401, "INVALID_TOKEN", Text::InvalidToken),
+            ApiError::Forbidden => (403, "FORBIDDEN", Text::Forbidden),
+            ApiError::NotFound(t) => (404, "NOT_FOUND", *t),
+            ApiError::MethodNotAllowed(_) => (405, "METHOD_NOT_ALLOWED", Text::MethodNotAllowed),
+            ApiError::RequestTimeout => (408, "REQUEST_TIMEOUT", Text::RequestTimeout),
+            ApiError::Conflict(t) => (409, "CONFLICT", *t),
+            ApiError::LengthRequired => (411, "LENGTH_REQUIRED", Text::LengthRequired),
+            ApiError::PayloadTooLarge { status } => (*status, "PAYLOAD_TOO_LARGE", Text::PayloadTooLarge),
+            ApiError::UnsupportedMediaType => (415, "UNSUPPORTED_MEDIA_TYPE", Text::UnsupportedMediaType),
+            ApiError::TooManyRequests { .. } => (429, "TOO_MANY_REQUESTS", Text::TooManyRequests),
+            ApiError::Internal => (500, "INTERNAL_ERROR", Text::InternalError),
+            ApiError::ServiceUnavailable => (503, "SERVICE_UNAVAILABLE", Text::ServiceUnavailable),
+            ApiError::VersionNotSupported => (505, "HTTP_VERSION_NOT_SUPPORTED", Text::HttpVersionNotSupported),
+        };
+        (status, code, text.ko().to_owned())
     }
 
     /// The error envelope `{"success":false,"message":…,"code":…}` with its status and headers.

@@ -2,6 +2,7 @@
 
 use super::request::Method;
 use super::response::ApiError;
+use crate::text::Text;
 
 /// Every endpoint of SPEC §3–5.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub fn route(method: Method, path: &str) -> Result<Route, ApiError> {
         ["health"] => ("GET, HEAD", get.then_some(Route::Health)),
         ["metrics"] => ("GET, HEAD", get.then_some(Route::Metrics)),
         ["ws", "chat"] => ("GET", (method == Method::Get).then_some(Route::WsChat)),
-        _ => return Err(ApiError::NotFound("요청한 경로를 찾을 수 없습니다")),
+        _ => return Err(ApiError::NotFound(Text::PathNotFound)),
     };
     match chosen {
         Some(r) => Ok(r),

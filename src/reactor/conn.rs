@@ -2,35 +2,22 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use mio::net::TcpStream;
 use tungstenite::WebSocket;
 
+use crate::http::conn::HttpState;
+use crate::sse::EventStream;
+use crate::stomp::decoder::Decoder;
+use crate::stomp::liveness::Liveness;
 use crate::stomp::session::Session;
 
-/// An HTTP/1.1 connection between requests or waiting on a worker.
+/// An HTTP/1.1 connection: its socket, output, and protocol state.
 pub struct HttpConn {
     pub stream: TcpStream,
     pub peer: SocketAddr,
-    pub inbuf: Vec<u8>,
     pub out: OutBuf,
-    /// The request being answered by a worker, if any (pipelined requests wait behind it).
-    pub pending: Option<Pending>,
-    /// When the first byte of an unfinished request arrived (header timeout).
-    pub request_started: Option<Instant>,
-    pub last_activity: Instant,
-    /// Close once `out` is written (an error that leaves the stream out of sync, or `Connection: close`).
-    pub close_after_write: bool,
-    /// The client half-closed: answer what is buffered, then close.
-    pub eof: bool,
-}
-
-/// How to encode the worker's answer when it comes back.
-pub struct Pending {
-    pub keep_alive: bool,
-    pub head_only: bool,
-    pub cors: Vec<(&'static str, String)>,
+    pub state: HttpState,
 }
 
 /// A STOMP session over a WebSocket.
@@ -39,30 +26,20 @@ pub struct WsConn {
     /// The 101 response (and anything answered before it) still to be written before WebSocket frames.
     pub handshake: OutBuf,
     pub session: Session,
-    /// STOMP bytes of a frame split across WebSocket messages.
-    pub stomp_in: Vec<u8>,
-    pub opened: Instant,
-    pub last_read: Instant,
-    pub last_write: Instant,
+    /// STOMP input of a frame split across WebSocket messages.
+    pub decoder: Decoder,
+    pub liveness: Liveness,
     /// Close once everything is flushed.
     pub closing: bool,
-    /// Registered in the reactor's user index (for `/user/queue/notifications`).
-    pub indexed_user: Option<Box<str>>,
+    /// The user, once authenticated (indexed for `/user/queue/notifications`).
+    pub user: Option<Box<str>>,
 }
 
 /// An SSE stream: the response head is written, events follow until either side closes.
 pub struct SseConn {
     pub stream: TcpStream,
     pub out: OutBuf,
-    pub user: Box<str>,
-    pub expires_at_secs: i64,
-    pub last_write: Instant,
-    /// While the replay is read from the store, live notifications wait here (id, event text).
-    pub replaying: Option<Vec<(i64, String)>>,
-    /// Ids of the last replay page, kept a few seconds: a notification committed just before the
-    /// replay read may still be on its way here live, and must not be sent twice.
-    pub replayed: Option<(std::collections::HashSet<i64>, Instant)>,
-    pub closing: bool,
+    pub state: EventStream,
 }
 
 pub enum Conn {

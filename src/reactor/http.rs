@@ -1,98 +1,51 @@
-//! HTTP/1.1 on the reactor: read, parse (pipelined), route, answer or hand to a worker, and
-//! switch a connection to a WebSocket or an event stream.
+//! HTTP/1.1 on the socket: read into the connection's protocol state, serve the requests it hands
+//! out (at once or through a worker), write the answers, and switch a connection to a WebSocket
+//! or an event stream.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::conn::{self, Conn, HttpConn, Pending, WsConn};
+use super::conn::{self, Conn, HttpConn, WsConn};
 use super::Reactor;
-use crate::api::{self, Handled};
-use crate::http::request::{self, Method, Request, RequestError};
+use crate::api::{self, Caller, Handled};
+use crate::http::conn::{Due, HttpState, Next, Pending};
+use crate::http::request::{Method, Request};
 use crate::http::response::{ApiError, Response};
 use crate::http::router::{self, Route};
+use crate::stomp::decoder::Decoder;
+use crate::stomp::liveness::Liveness;
 use crate::stomp::session::Session;
+use crate::text::Text;
 
 impl Reactor {
     pub(super) fn http_readable(&mut self, token: usize) {
         let limits = self.shared.http_limits;
-        let Some(slot) = self.slot_mut(token) else {
+        let Some(Conn::Http(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
             return;
         };
-        let Conn::Http(c) = &mut slot.conn else {
-            return;
+        let eof = match conn::read_into(&mut c.stream, c.state.input_mut(), HttpState::input_limit(&limits)) {
+            Ok(eof) => eof,
+            Err(_) => return self.close(token),
         };
-        // Enough for one maximal request (and a little of the next); the parser refuses beyond it.
-        let cap = limits.max_header_bytes + limits.max_body_bytes + 4096;
-        match conn::read_into(&mut c.stream, &mut c.inbuf, cap) {
-            Ok(false) => {}
-            Ok(true) => {
-                // Half-closed: answer what is buffered, then close.
-                if c.pending.is_none() && c.inbuf.is_empty() {
-                    self.close(token);
-                    return;
-                }
-                c.eof = true;
-            }
-            Err(_) => {
-                self.close(token);
-                return;
-            }
-        }
-        if !c.inbuf.is_empty() {
-            c.last_activity = Instant::now();
-            c.request_started.get_or_insert_with(Instant::now);
+        if c.state.on_read(eof, Instant::now()) {
+            return self.close(token);
         }
         self.process_http(token);
     }
 
-    /// Parses and serves buffered requests in order until one waits on a worker.
+    /// Serves buffered requests in order until one waits on a worker or more input is needed.
     fn process_http(&mut self, token: usize) {
         let limits = self.shared.http_limits;
         loop {
-            let Some(slot) = self.slot_mut(token) else {
+            let Some(Conn::Http(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
                 return;
             };
-            let Conn::Http(c) = &mut slot.conn else {
-                return;
-            };
-            if c.pending.is_some() || c.close_after_write || c.inbuf.is_empty() {
-                if c.inbuf.is_empty() {
-                    c.request_started = None;
-                }
-                if c.eof && c.pending.is_none() {
-                    // Nothing more can arrive: close once the answers are out.
-                    c.close_after_write = true;
-                    self.mark_dirty(token);
-                }
-                return;
-            }
-            match request::parse(&c.inbuf, &limits) {
-                Ok(None) => {
-                    if c.eof {
-                        // Half a request and the client stopped sending: nothing to answer.
-                        self.close(token);
-                    }
-                    return;
-                }
-                Ok(Some((req, used))) => {
-                    c.inbuf.drain(..used);
-                    c.request_started = if c.inbuf.is_empty() { None } else { Some(Instant::now()) };
-                    self.dispatch(token, req);
-                }
-                Err(e) => {
-                    let error = match e {
-                        RequestError::Malformed => ApiError::InvalidRequest("잘못된 HTTP 요청입니다".into()),
-                        RequestError::HeadersTooLarge => ApiError::PayloadTooLarge { status: 431 },
-                        RequestError::BodyTooLarge => ApiError::PayloadTooLarge { status: 413 },
-                        RequestError::LengthRequired => ApiError::LengthRequired,
-                        RequestError::UnsupportedVersion => ApiError::VersionNotSupported,
-                    };
-                    c.inbuf.clear();
-                    let mut response = error.into_response();
-                    response.close = true;
-                    self.respond(token, response, false, false, Vec::new());
-                    return;
-                }
+            match c.state.next(&limits, Instant::now()) {
+                Next::Request(req) => self.dispatch(token, req),
+                Next::Refuse(response) => return self.respond(token, response, false, false, Vec::new()),
+                Next::Wait => return,
+                Next::CloseWhenFlushed => return self.mark_dirty(token),
+                Next::CloseNow => return self.close(token),
             }
         }
     }
@@ -113,13 +66,8 @@ impl Reactor {
                     .shared
                     .cors
                     .preflight_headers(req.origin.as_deref(), req.access_control_request_headers.as_deref());
-                return self.respond(
-                    token,
-                    Response::text(204, "text/plain", Vec::new()),
-                    keep_alive,
-                    false,
-                    headers,
-                );
+                let response = Response::text(204, "text/plain", Vec::new());
+                return self.respond(token, response, keep_alive, false, headers);
             }
             _ => {}
         }
@@ -127,23 +75,21 @@ impl Reactor {
             return;
         };
         let peer = c.peer;
-        let client_ip = peer.ip().to_string();
+        let ip = peer.ip().to_string();
+        let caller = Caller {
+            conn: self.conn_ref(token),
+            ip: &ip,
+            is_loopback: peer.ip().is_loopback(),
+        };
         let shared = std::sync::Arc::clone(&self.shared);
-        match api::handle(
-            &shared,
-            self.conn_ref(token),
-            &client_ip,
-            peer.ip().is_loopback(),
-            route,
-            req,
-        ) {
+        match api::handle(&shared, caller, route, req) {
             Handled::Now(response) => self.respond(token, response, keep_alive, head_only, cors),
             Handled::Pending => {
                 if let Some(Conn::Http(c)) = self.slot_mut(token).map(|s| &mut s.conn) {
-                    c.pending = Some(Pending {
+                    c.state.wait_for_worker(Pending {
                         keep_alive,
                         head_only,
-                        cors,
+                        extra: cors,
                     });
                 }
             }
@@ -160,56 +106,36 @@ impl Reactor {
         extra: Vec<(&'static str, String)>,
     ) {
         self.shared.metrics.count_status(response.status);
-        let Some(slot) = self.slot_mut(token) else {
-            return;
-        };
-        let Conn::Http(c) = &mut slot.conn else {
+        let Some(Conn::Http(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
             return;
         };
         response.encode(&mut c.out.buf, keep_alive, head_only, &extra);
-        if !keep_alive || response.close {
-            c.close_after_write = true;
-        }
-        c.last_activity = Instant::now();
+        c.state.answered(!keep_alive || response.close, Instant::now());
         self.mark_dirty(token);
     }
 
     /// A worker's answer arrives: write it, then serve any pipelined request behind it.
     pub(super) fn http_reply(&mut self, token: usize, response: Response) {
-        let Some(slot) = self.slot_mut(token) else {
+        let Some(Conn::Http(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
             return; // the client left; its slot may belong to someone else now
         };
-        let Conn::Http(c) = &mut slot.conn else {
+        let Some(pending) = c.state.take_pending() else {
             return;
         };
-        let Some(pending) = c.pending.take() else {
-            return;
-        };
-        self.respond(token, response, pending.keep_alive, pending.head_only, pending.cors);
+        self.respond(token, response, pending.keep_alive, pending.head_only, pending.extra);
         self.process_http(token);
     }
 
     pub(super) fn http_tick(&mut self, token: usize, now: Instant) {
         let header_timeout = self.shared.config.header_timeout();
         let keepalive = self.shared.config.keepalive_timeout();
-        let Some(slot) = self.slot_mut(token) else {
+        let Some(Conn::Http(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
             return;
         };
-        let Conn::Http(c) = &mut slot.conn else {
-            return;
-        };
-        if c.pending.is_some() || c.close_after_write {
-            return;
-        }
-        if let Some(started) = c.request_started {
-            if now.duration_since(started) >= header_timeout {
-                c.inbuf.clear();
-                let mut response = ApiError::RequestTimeout.into_response();
-                response.close = true;
-                self.respond(token, response, false, false, Vec::new());
-            }
-        } else if c.out.is_empty() && now.duration_since(c.last_activity) >= keepalive {
-            self.close(token);
+        match c.state.on_timer(now, header_timeout, keepalive, c.out.is_empty()) {
+            Due::Nothing => {}
+            Due::Timeout(response) => self.respond(token, response, false, false, Vec::new()),
+            Due::Close => self.close(token),
         }
     }
 
@@ -221,19 +147,20 @@ impl Reactor {
             .clone()
             .filter(|_| req.wants_websocket && version_ok)
         else {
-            let e = ApiError::InvalidRequest("WebSocket 업그레이드 요청이 필요합니다".into());
+            let e = ApiError::InvalidRequest(Text::WebSocketUpgradeRequired.ko().into());
             let mut response = e.into_response();
             response.close = true;
             return self.respond(token, response, false, false, Vec::new());
         };
         let protocol = negotiate_subprotocol(req.sec_websocket_protocol.as_deref());
+        let chat = &self.shared.config.chat;
         let ws_config = tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(self.shared.config.chat.ws_read_buffer_bytes)
+            .read_buffer_size(chat.ws_read_buffer_bytes)
             // Output accumulates during a loop pass and is written once; the cap must stay above it.
-            .write_buffer_size((self.shared.config.chat.outbound_buffer_bytes / 2).min(64 * 1024))
-            .max_write_buffer_size(self.shared.config.chat.outbound_buffer_bytes)
-            .max_message_size(Some(self.shared.config.chat.max_frame_bytes))
-            .max_frame_size(Some(self.shared.config.chat.max_frame_bytes));
+            .write_buffer_size((chat.outbound_buffer_bytes / 2).min(64 * 1024))
+            .max_write_buffer_size(chat.outbound_buffer_bytes)
+            .max_message_size(Some(chat.max_frame_bytes))
+            .max_frame_size(Some(chat.max_frame_bytes));
         let Some(slot) = self.slot_mut(token).filter(|s| matches!(s.conn, Conn::Http(_))) else {
             return;
         };
@@ -241,7 +168,7 @@ impl Reactor {
             return;
         };
         let HttpConn {
-            stream, inbuf, mut out, ..
+            stream, state, mut out, ..
         } = http;
         // Anything answered before (pipelined) goes first, then the 101.
         if out.written > 0 {
@@ -258,10 +185,9 @@ impl Reactor {
             out.buf.extend_from_slice(p.as_bytes());
         }
         out.buf.extend_from_slice(b"\r\n\r\n");
-        let now = Instant::now();
         let ws = tungstenite::WebSocket::from_partially_read(
             stream,
-            inbuf,
+            state.into_input(),
             tungstenite::protocol::Role::Server,
             Some(ws_config),
         );
@@ -269,12 +195,10 @@ impl Reactor {
             ws,
             handshake: out,
             session: Session::new(),
-            stomp_in: Vec::new(),
-            opened: now,
-            last_read: now,
-            last_write: now,
+            decoder: Decoder::new(),
+            liveness: Liveness::new(Instant::now()),
             closing: false,
-            indexed_user: None,
+            user: None,
         }));
         self.shared.metrics.count_status(101);
         self.shared.metrics.websockets_open.fetch_add(1, Ordering::Relaxed);

@@ -14,14 +14,13 @@
 //! whose slot was reused is dropped instead of reaching a stranger.
 
 mod conn;
+mod fanout;
 mod http;
 mod sse;
 mod ws;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +30,11 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::hub::{ConnRef, ReactorMsg};
+use crate::bus::{ConnRef, ReactorMsg};
+use crate::http::conn::HttpState;
 use crate::shared::Shared;
 use conn::Conn;
+use fanout::Listeners;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -46,12 +47,6 @@ struct Slot {
     generation: u32,
     dirty: bool,
     conn: Conn,
-}
-
-/// A subscriber of a room on this reactor.
-struct RoomSub {
-    token: usize,
-    subscription: Rc<str>,
 }
 
 /// What `Reactor::new` needs from the main thread.
@@ -71,10 +66,8 @@ pub struct Reactor {
     slots: Slab<Slot>,
     next_generation: u32,
     max_connections: usize,
-    /// Room → local subscribers.
-    rooms: HashMap<Box<str>, Vec<RoomSub>>,
-    /// Username → tokens of STOMP sessions and SSE streams of that user.
-    users: HashMap<Box<str>, Vec<usize>>,
+    /// Who listens to which room and user here.
+    listeners: Listeners,
     dirty: Vec<usize>,
     read_again: Vec<usize>,
 }
@@ -117,8 +110,7 @@ impl Reactor {
             slots: Slab::new(),
             next_generation: 1,
             max_connections,
-            rooms: HashMap::new(),
-            users: HashMap::new(),
+            listeners: Listeners::default(),
             dirty: Vec::new(),
             read_again: Vec::new(),
         })
@@ -181,7 +173,7 @@ impl Reactor {
                     self.stop_accepting();
                     now + budget
                 });
-                if !goodbye_said && (self.shared.pool.chat_in_flight() == 0 || now + budget / 2 >= deadline) {
+                if !goodbye_said && (self.shared.chat.in_flight() == 0 || now + budget / 2 >= deadline) {
                     self.say_goodbye();
                     goodbye_said = true;
                 }
@@ -228,20 +220,14 @@ impl Reactor {
                 log::warn!("reactor {}: register failed: {e}", self.id);
                 continue;
             }
-            let now = Instant::now();
             entry.insert(Slot {
                 generation,
                 dirty: false,
                 conn: Conn::Http(conn::HttpConn {
                     stream,
                     peer,
-                    inbuf: Vec::new(),
                     out: conn::OutBuf::default(),
-                    pending: None,
-                    request_started: None,
-                    last_activity: now,
-                    close_after_write: false,
-                    eof: false,
+                    state: HttpState::new(Instant::now()),
                 }),
             });
             metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
@@ -288,7 +274,7 @@ impl Reactor {
     }
 
     fn drain_inbox(&mut self) {
-        self.shared.hub.clear_wake(self.id);
+        self.shared.bus.clear_wake(self.id);
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
                 ReactorMsg::Reply { token, response } => self.http_reply(token, response),
@@ -309,12 +295,12 @@ impl Reactor {
             slot.dirty = false;
             let done = match &mut slot.conn {
                 Conn::Http(c) => match c.out.flush_to(&mut c.stream) {
-                    conn::Flush::Done => c.close_after_write,
+                    conn::Flush::Done => c.state.closes_after_write(),
                     conn::Flush::Blocked => false,
                     conn::Flush::Failed => true,
                 },
                 Conn::Sse(c) => match c.out.flush_to(&mut c.stream) {
-                    conn::Flush::Done => c.closing,
+                    conn::Flush::Done => c.state.is_closing(),
                     conn::Flush::Blocked => false,
                     conn::Flush::Failed => true,
                 },
@@ -360,15 +346,13 @@ impl Reactor {
             };
             match &mut slot.conn {
                 Conn::Http(c) => {
-                    if c.pending.is_none() && c.out.is_empty() {
+                    if c.state.goodbye(c.out.is_empty()) {
                         self.close(token);
-                    } else {
-                        c.close_after_write = true;
                     }
                 }
                 Conn::Ws(_) => self.ws_fail(token, "server shutting down", "reconnect shortly"),
                 Conn::Sse(c) => {
-                    c.closing = true;
+                    c.state.end(Instant::now());
                     self.mark_dirty(token);
                 }
                 Conn::Switching => {}
@@ -393,63 +377,24 @@ impl Reactor {
             Conn::Ws(mut c) => {
                 metrics.websockets_open.fetch_sub(1, Ordering::Relaxed);
                 let _ = registry.deregister(c.ws.get_mut());
-                let mut actions = Vec::new();
+                let mut actions: Vec<crate::stomp::session::Action<()>> = Vec::new();
                 c.session.leave_all(&mut actions);
                 for action in actions {
                     if let crate::stomp::session::Action::LeaveRoom { room, subscription } = action {
                         self.leave_room(token, &room, &subscription);
                     }
                 }
-                if let Some(user) = c.indexed_user.take() {
+                if let Some(user) = c.user.take() {
                     self.unindex_user(&user, token);
                 }
             }
             Conn::Sse(mut c) => {
                 metrics.event_streams_open.fetch_sub(1, Ordering::Relaxed);
                 let _ = registry.deregister(&mut c.stream);
-                let user = c.user.clone();
+                let user = c.state.user.clone();
                 self.unindex_user(&user, token);
             }
             Conn::Switching => {}
-        }
-    }
-
-    fn index_user(&mut self, user: &str, token: usize) {
-        self.users.entry(user.into()).or_default().push(token);
-    }
-
-    fn unindex_user(&mut self, user: &str, token: usize) {
-        if let Some(tokens) = self.users.get_mut(user) {
-            tokens.retain(|t| *t != token);
-            if tokens.is_empty() {
-                self.users.remove(user);
-            }
-        }
-    }
-
-    fn join_room(&mut self, token: usize, room: &str, subscription: &str) {
-        let subs = self.rooms.entry(room.into()).or_default();
-        if subs.is_empty() {
-            self.shared.hub.set_room_interest(self.id, room, true);
-        }
-        subs.push(RoomSub {
-            token,
-            subscription: subscription.into(),
-        });
-    }
-
-    fn leave_room(&mut self, token: usize, room: &str, subscription: &str) {
-        if let Some(subs) = self.rooms.get_mut(room) {
-            if let Some(pos) = subs
-                .iter()
-                .position(|s| s.token == token && &*s.subscription == subscription)
-            {
-                subs.swap_remove(pos);
-            }
-            if subs.is_empty() {
-                self.rooms.remove(room);
-                self.shared.hub.set_room_interest(self.id, room, false);
-            }
         }
     }
 }

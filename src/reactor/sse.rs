@@ -1,26 +1,18 @@
-//! Server-Sent Events on the reactor: open an authenticated stream, replay what the client
-//! missed (Last-Event-ID) without gap or duplicate, deliver live notifications, ping, expire.
+//! Server-Sent Events on the socket: open an authenticated stream, read the replay it asked for
+//! (Last-Event-ID) page by page, deliver live notifications, ping, expire. The protocol state
+//! and the replay merge are `crate::sse`'s; this file moves bytes.
 
-use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::conn::{Conn, HttpConn, SseConn};
 use super::Reactor;
-use crate::api::bearer_token;
-use crate::auth::jwt::JwtError;
+use crate::api::notifications::stream_request;
+use crate::bus::NotificationEvent;
 use crate::http::request::Request;
 use crate::http::response::{ApiError, Response};
-use crate::hub::{NotificationEvent, ReactorMsg};
-use crate::views;
-
-/// How often a client should retry after losing the stream (the `retry:` field), in ms.
-const RETRY_MS: u64 = 3000;
-
-fn event_text(out: &mut String, id: i64, body: &str) {
-    let _ = write!(out, "id: {id}\nevent: notification\ndata: {body}\n\n");
-}
+use crate::notify;
+use crate::sse::{self, EventStream};
 
 impl Reactor {
     fn reject_stream(&mut self, token: usize, e: ApiError, cors: Vec<(&'static str, String)>) {
@@ -30,39 +22,22 @@ impl Reactor {
     }
 
     pub(super) fn open_event_stream(&mut self, token: usize, req: Request, cors: Vec<(&'static str, String)>) {
-        let header_token = bearer_token(&req).map(str::to_owned);
-        let query_token = req.query_param("access_token");
-        let token_text = match (header_token, query_token) {
-            (Some(_), Some(_)) => {
-                let e = ApiError::InvalidRequest(
-                    "토큰은 Authorization 헤더나 access_token 중 하나로만 보내야 합니다".into(),
-                );
-                return self.reject_stream(token, e, cors);
-            }
-            (Some(t), None) | (None, Some(t)) => t,
-            (None, None) => return self.reject_stream(token, ApiError::Unauthorized("인증이 필요합니다"), cors),
+        let opened = match stream_request(&self.shared, &req) {
+            Ok(o) => o,
+            Err(e) => return self.reject_stream(token, e, cors),
         };
-        let claims = match self.shared.verify_access(&token_text) {
-            Ok(c) => c,
-            Err(JwtError::Expired) => return self.reject_stream(token, ApiError::TokenExpired, cors),
-            Err(_) => return self.reject_stream(token, ApiError::InvalidToken, cors),
-        };
-        let last_id = match req.last_event_id.clone().or_else(|| req.query_param("lastEventId")) {
-            None => None,
-            Some(v) if v.trim().is_empty() => None,
-            Some(v) => match v.trim().parse::<i64>() {
-                Ok(n) if n >= 0 => Some(n),
-                _ => {
-                    let e = ApiError::InvalidRequest("Last-Event-ID: 0 이상의 정수여야 합니다".into());
-                    return self.reject_stream(token, e, cors);
-                }
-            },
-        };
-        if let Some(after) = last_id {
-            if !self.shared.pool.is_up() || !self.submit_replay(token, &claims.sub, after) {
+        let user = opened.claims.sub.as_str();
+        // Listen before the first replay page is read, so that whatever commits after the read
+        // arrives live (the replay merge drops what arrives twice).
+        self.index_user(user, token);
+        if let Some(after) = opened.replay_after {
+            if !self.shared.pool.is_up() || !self.read_replay_page(token, user, after) {
+                self.unindex_user(user, token);
                 return self.reject_stream(token, ApiError::ServiceUnavailable, cors);
             }
         }
+        let now = Instant::now();
+        let state = EventStream::new(user, opened.claims.exp, opened.replay_after.is_some(), now);
         let Some(slot) = self.slot_mut(token).filter(|s| matches!(s.conn, Conn::Http(_))) else {
             return;
         };
@@ -70,58 +45,22 @@ impl Reactor {
             return;
         };
         let HttpConn { stream, mut out, .. } = http;
-        let mut head = String::with_capacity(256);
-        head.push_str(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
-             X-Accel-Buffering: no\r\nConnection: keep-alive\r\n",
-        );
-        for (name, value) in &cors {
-            let _ = write!(head, "{name}: {value}\r\n");
-        }
-        let connected = serde_json::json!({ "username": claims.sub });
-        let _ = write!(head, "\r\nretry: {RETRY_MS}\n\nevent: connected\ndata: {connected}\n\n");
-        out.buf.extend_from_slice(head.as_bytes());
-        slot.conn = Conn::Sse(SseConn {
-            stream,
-            out,
-            user: claims.sub.as_str().into(),
-            expires_at_secs: claims.exp,
-            last_write: Instant::now(),
-            replaying: last_id.map(|_| Vec::new()),
-            replayed: None,
-            closing: false,
-        });
+        out.buf
+            .extend_from_slice(sse::wire::opening(&opened.claims.sub, &cors).as_bytes());
+        slot.conn = Conn::Sse(SseConn { stream, out, state });
         self.shared.metrics.count_status(200);
         self.shared.metrics.event_streams_open.fetch_add(1, Ordering::Relaxed);
-        self.index_user(&claims.sub, token);
         self.mark_dirty(token);
     }
 
-    /// Reads the next page of the user's notifications after `after` on a worker.
-    fn submit_replay(&self, token: usize, user: &str, after: i64) -> bool {
-        let (shared, conn, user) = (
-            std::sync::Arc::clone(&self.shared),
-            self.conn_ref(token),
-            user.to_owned(),
-        );
+    /// Queues the read of the next replay page on a worker; false when the queue is full.
+    fn read_replay_page(&self, token: usize, user: &str, after: i64) -> bool {
         let limit = self.shared.config.notifications.replay_limit.max(1);
-        let job = Box::new(move |worker: &mut crate::store::pool::Worker| {
-            let replay = worker
-                .with(|db| db.notifications_after(&user, after, limit))
-                .ok()
-                .map(|list| list.iter().map(views::notification_event).collect());
-            shared.hub.send(
-                conn.reactor,
-                ReactorMsg::SseReplay {
-                    token: conn.token,
-                    replay,
-                },
-            );
-        });
-        self.shared.pool.submit(job).is_ok()
+        let shared = &self.shared;
+        notify::read_replay_page(&shared.pool, &shared.bus, self.conn_ref(token), user, after, limit).is_ok()
     }
 
-    /// Appends one event within the outbound cap; a reader that fell behind is closed.
+    /// Appends event text within the outbound cap; a reader that fell behind is closed.
     fn sse_append(&mut self, token: usize, text: &str) {
         let cap = self.shared.config.chat.outbound_buffer_bytes;
         let Some(Conn::Sse(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
@@ -132,23 +71,17 @@ impl Reactor {
             return self.close(token);
         }
         c.out.buf.extend_from_slice(text.as_bytes());
-        c.last_write = Instant::now();
+        c.state.wrote(Instant::now());
         self.mark_dirty(token);
     }
 
     pub(super) fn sse_notify(&mut self, token: usize, id: i64, body: &str) {
-        let mut text = String::with_capacity(body.len() + 48);
-        event_text(&mut text, id, body);
         let Some(Conn::Sse(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
             return;
         };
-        if let Some(buffered) = c.replaying.as_mut() {
-            buffered.push((id, text));
-            return;
-        }
-        if c.replayed.as_ref().is_some_and(|(ids, _)| ids.contains(&id)) {
-            return; // already sent by the replay
-        }
+        let Some(text) = c.state.on_live(id, body) else {
+            return; // waits for the replay, or the replay sent it already
+        };
         self.shared
             .metrics
             .notifications_delivered
@@ -156,84 +89,46 @@ impl Reactor {
         self.sse_append(token, &text);
     }
 
-    /// A page of the replay has been read: send it; when it was a full page, read the next one
-    /// (live events keep waiting); otherwise send what arrived live meanwhile, minus duplicates.
+    /// A replay page arrived: write it, and read the next one when it was full.
     pub(super) fn sse_replay(&mut self, token: usize, replay: Option<Vec<NotificationEvent>>) {
         let page_size = self.shared.config.notifications.replay_limit.max(1) as usize;
         let Some(Conn::Sse(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
             return;
         };
-        let Some(mut buffered) = c.replaying.take() else {
-            return;
-        };
-        let Some(replay) = replay else {
-            // The store failed: end the stream; the client reconnects with the same Last-Event-ID.
-            c.closing = true;
-            c.last_write = Instant::now();
-            return self.mark_dirty(token);
-        };
-        let mut text = String::new();
-        let mut seen = HashSet::with_capacity(replay.len());
-        for n in &replay {
-            seen.insert(n.id);
-            event_text(&mut text, n.id, &n.body);
-        }
-        buffered.retain(|(id, _)| !seen.contains(id));
-        let mut count = replay.len() as u64;
-        let more = match replay.last() {
-            Some(last) if replay.len() >= page_size => Some(last.id),
-            _ => None,
-        };
-        if let Some(after) = more {
-            c.replaying = Some(buffered);
-            let user = c.user.clone();
-            if !self.submit_replay(token, &user, after) {
+        let now = Instant::now();
+        let page = c.state.on_page(
+            replay.as_ref().map(|p| p.iter().map(|n| (n.id, &*n.body))),
+            page_size,
+            now,
+        );
+        if let Some(after) = page.next_after {
+            let user = c.state.user.clone();
+            if !self.read_replay_page(token, &user, after) {
                 if let Some(Conn::Sse(c)) = self.slot_mut(token).map(|s| &mut s.conn) {
-                    c.closing = true;
+                    c.state.end(now);
                 }
             }
-        } else {
-            for (_, event) in &buffered {
-                text.push_str(event);
-                count += 1;
-            }
-            c.replayed = Some((seen, Instant::now()));
         }
         self.shared
             .metrics
             .notifications_delivered
-            .fetch_add(count, Ordering::Relaxed);
-        if !text.is_empty() {
-            self.sse_append(token, &text);
+            .fetch_add(page.count, Ordering::Relaxed);
+        if !page.text.is_empty() {
+            self.sse_append(token, &page.text);
         }
         self.mark_dirty(token);
     }
 
     pub(super) fn sse_tick(&mut self, token: usize, now: Instant, now_secs: i64) {
-        let ping = Duration::from_millis(self.shared.config.notifications.ping_interval_ms);
+        let ping = std::time::Duration::from_millis(self.shared.config.notifications.ping_interval_ms);
         let Some(Conn::Sse(c)) = self.slot_mut(token).map(|s| &mut s.conn) else {
             return;
         };
-        if c.closing {
-            if now.duration_since(c.last_write) > Duration::from_secs(5) {
-                self.close(token);
-            }
-            return;
-        }
-        if c.replayed
-            .as_ref()
-            .is_some_and(|(_, at)| now.duration_since(*at) > Duration::from_secs(5))
-        {
-            c.replayed = None;
-        }
-        if now_secs >= c.expires_at_secs {
-            // The client reconnects with a fresh token (EventSource retries on its own).
-            c.closing = true;
-            c.last_write = now;
-            return self.mark_dirty(token);
-        }
-        if !ping.is_zero() && now.duration_since(c.last_write) + super::TICK / 2 >= ping {
-            self.sse_append(token, ": ping\n\n");
+        match c.state.on_timer(now, now_secs, ping, super::TICK) {
+            sse::Due::Nothing => {}
+            sse::Due::Ping => self.sse_append(token, sse::PING),
+            sse::Due::End => self.mark_dirty(token),
+            sse::Due::Drop => self.close(token),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! One STOMP 1.2 session as a sans-io state machine: frames in, [`Action`]s out. The reactor owns
-//! the socket, the timers and the room index; this module owns the protocol rules (SPEC §4).
+//! the socket, the timers and the room index; this module owns the protocol rules (SPEC §4) and
+//! builds every frame the session sends. What a SEND body means is the application's business,
+//! asked through [`Host`]; the session speaks only its own types.
 
 use super::frame::{Command, Frame};
 use crate::auth::validate;
-use crate::store::model::NewChatMessage;
 
 /// Where clients send chat messages.
 pub const SEND_DESTINATION: &str = "/app/chat.send";
@@ -18,7 +19,6 @@ pub const NOTIFICATIONS_QUEUE: &str = "/user/queue/notifications";
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub max_subscriptions: usize,
-    pub max_message_chars: usize,
     /// What the server offers both ways (`heart-beat:<ms>,<ms>` in CONNECTED); 0 disables.
     pub heartbeat_ms: u64,
     pub server: String,
@@ -48,20 +48,38 @@ pub struct Subscription {
     pub destination: Destination,
 }
 
+/// An application-level refusal of a SEND, told on `/user/queue/errors` (the session stays open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppError {
+    /// The stable code (`INVALID_REQUEST`, `SERVICE_UNAVAILABLE`, …).
+    pub code: &'static str,
+    /// The human message.
+    pub message: String,
+}
+
+/// What the session asks of the application.
+pub trait Host {
+    /// A SEND body the application accepted, ready to publish.
+    type Send;
+    /// The user of a bearer token, or why it is refused (the ERROR's `message`).
+    fn authenticate(&mut self, token: &str) -> Result<Principal, &'static str>;
+    /// Checks a SEND body to `/app/chat.send` from `principal`.
+    fn accept_send(&mut self, principal: &Principal, body: &[u8]) -> Result<Self::Send, AppError>;
+}
+
 /// What the reactor does after a frame.
 #[derive(Debug)]
-pub enum Action {
+pub enum Action<S> {
     /// Write this frame to the client.
     Send(Frame),
+    /// CONNECT succeeded: the session belongs to this user from now on.
+    Authenticated { username: String },
     /// The session now listens to this room (add it to the room index).
     JoinRoom { room: String, subscription: String },
     /// The session stopped listening to this room.
     LeaveRoom { room: String, subscription: String },
     /// Persist and broadcast; acknowledge with a RECEIPT (if any) after commit.
-    Publish {
-        message: NewChatMessage,
-        receipt: Option<String>,
-    },
+    Publish { send: S, receipt: Option<String> },
     /// Flush what is queued, then close the connection.
     Close,
 }
@@ -84,6 +102,8 @@ pub struct Session {
     pub expect_heartbeat_ms: u64,
     next_message_id: u64,
 }
+
+type Out<S> = Vec<Action<S>>;
 
 impl Default for Session {
     fn default() -> Self {
@@ -114,9 +134,9 @@ impl Session {
         &self.subscriptions
     }
 
-    /// The id of the subscription to `/user/queue/notifications`, if any.
-    pub fn notifications_subscription(&self) -> Option<&str> {
-        self.subscription_to(&Destination::Notifications)
+    /// Whether the session has ended (ERROR sent or DISCONNECT received): feed it nothing more.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
     }
 
     fn subscription_to(&self, destination: &Destination) -> Option<&str> {
@@ -127,36 +147,57 @@ impl Session {
     }
 
     /// A fresh `message-id` for a MESSAGE this session sends outside fan-out.
-    pub fn next_message_id(&mut self) -> String {
+    fn next_message_id(&mut self) -> String {
         self.next_message_id += 1;
         format!("q-{}", self.next_message_id)
     }
 
-    /// Handles one frame. `authenticate` checks a bearer token and says why it failed.
-    pub fn on_frame(
-        &mut self,
-        frame: Frame,
-        cfg: &SessionConfig,
-        now_ms: i64,
-        authenticate: impl FnOnce(&str) -> Result<Principal, &'static str>,
-        out: &mut Vec<Action>,
-    ) {
+    /// The MESSAGE carrying a notification (JSON `body`) to `/user/queue/notifications`, or
+    /// `None` when the session has not subscribed to it.
+    pub fn notification(&mut self, body: &str) -> Option<Frame> {
+        let subscription = self.subscription_to(&Destination::Notifications)?.to_owned();
+        let message_id = self.next_message_id();
+        Some(
+            Frame::new(Command::Message)
+                .with_header("destination", NOTIFICATIONS_QUEUE)
+                .with_header("subscription", subscription)
+                .with_header("message-id", message_id)
+                .with_header("content-type", "application/json")
+                .with_body(body.as_bytes().to_vec()),
+        )
+    }
+
+    /// The answer to a SEND once its fate is known: a RECEIPT if it was committed and asked for
+    /// one, the error on `/user/queue/errors` if it was not stored.
+    pub fn send_settled<S>(&mut self, receipt: Option<&str>, outcome: Result<(), AppError>, out: &mut Out<S>) {
+        match outcome {
+            Ok(()) => {
+                if let Some(r) = receipt {
+                    out.push(Action::Send(receipt_frame(r)));
+                }
+            }
+            Err(e) => self.app_error(e.code, &e.message, receipt, out),
+        }
+    }
+
+    /// Handles one frame.
+    pub fn on_frame<H: Host>(&mut self, frame: Frame, cfg: &SessionConfig, host: &mut H, out: &mut Out<H::Send>) {
         if self.state == State::Closed {
             return;
         }
         let receipt = frame.header("receipt").map(str::to_owned);
         match (&self.state, frame.command) {
-            (State::AwaitingConnect, Command::Connect | Command::Stomp) => self.connect(&frame, cfg, authenticate, out),
+            (State::AwaitingConnect, Command::Connect | Command::Stomp) => self.connect(&frame, cfg, host, out),
             (State::AwaitingConnect, _) => self.fail("not connected", "send CONNECT first", receipt, out),
             (State::Connected(_), Command::Connect | Command::Stomp) => {
                 self.fail("already connected", "CONNECT was already received", receipt, out)
             }
             (State::Connected(_), Command::Subscribe) => self.subscribe(&frame, cfg, receipt, out),
             (State::Connected(_), Command::Unsubscribe) => self.unsubscribe(&frame, receipt, out),
-            (State::Connected(_), Command::Send) => self.send(frame, cfg, now_ms, receipt, out),
+            (State::Connected(_), Command::Send) => self.send(frame, host, receipt, out),
             (State::Connected(_), Command::Disconnect) => {
                 if let Some(r) = receipt {
-                    out.push(Action::Send(Frame::new(Command::Receipt).with_header("receipt-id", r)));
+                    out.push(Action::Send(receipt_frame(&r)));
                 }
                 self.leave_all(out);
                 self.state = State::Closed;
@@ -166,7 +207,7 @@ impl Session {
                 // Subscriptions are auto-ack and there are no transactions: accepted, nothing to do,
                 // but a receipt asked for is honoured.
                 if let Some(r) = receipt {
-                    out.push(Action::Send(Frame::new(Command::Receipt).with_header("receipt-id", r)));
+                    out.push(Action::Send(receipt_frame(&r)));
                 }
             }
             (State::Connected(_), _) => {
@@ -177,7 +218,7 @@ impl Session {
     }
 
     /// Ends the session with an ERROR (protocol violation, expiry, slow consumer, shutdown).
-    pub fn fail(&mut self, message: &str, detail: &str, receipt: Option<String>, out: &mut Vec<Action>) {
+    pub fn fail<S>(&mut self, message: &str, detail: &str, receipt: Option<String>, out: &mut Out<S>) {
         out.push(Action::Send(error_frame(message, detail, receipt.as_deref())));
         self.leave_all(out);
         self.state = State::Closed;
@@ -185,7 +226,7 @@ impl Session {
     }
 
     /// Forgets every room (the connection is going away).
-    pub fn leave_all(&mut self, out: &mut Vec<Action>) {
+    pub fn leave_all<S>(&mut self, out: &mut Out<S>) {
         for s in self.subscriptions.drain(..) {
             if let Destination::Room(room) = s.destination {
                 out.push(Action::LeaveRoom {
@@ -196,13 +237,7 @@ impl Session {
         }
     }
 
-    fn connect(
-        &mut self,
-        frame: &Frame,
-        cfg: &SessionConfig,
-        authenticate: impl FnOnce(&str) -> Result<Principal, &'static str>,
-        out: &mut Vec<Action>,
-    ) {
+    fn connect<H: Host>(&mut self, frame: &Frame, cfg: &SessionConfig, host: &mut H, out: &mut Out<H::Send>) {
         let receipt = frame.header("receipt").map(str::to_owned);
         let Some(version) = negotiate_version(frame.header("accept-version")) else {
             return self.fail(
@@ -227,7 +262,7 @@ impl Session {
         };
         // STOMP clients also send the bare token.
         let token = crate::auth::jwt::bearer_token(authorization).unwrap_or(authorization.trim());
-        let principal = match authenticate(token) {
+        let principal = match host.authenticate(token) {
             Ok(p) => p,
             Err(why) => {
                 return self.fail(
@@ -265,11 +300,14 @@ impl Session {
             .with_header("heart-beat", format!("{server},{server}"))
             .with_header("server", cfg.server.clone())
             .with_header("user-name", principal.username.clone());
+        out.push(Action::Authenticated {
+            username: principal.username.clone(),
+        });
         self.state = State::Connected(principal);
         out.push(Action::Send(connected));
     }
 
-    fn subscribe(&mut self, frame: &Frame, cfg: &SessionConfig, receipt: Option<String>, out: &mut Vec<Action>) {
+    fn subscribe<S>(&mut self, frame: &Frame, cfg: &SessionConfig, receipt: Option<String>, out: &mut Out<S>) {
         let Some(id) = frame.header("id").filter(|id| !id.is_empty()) else {
             return self.fail("missing id header", "SUBSCRIBE needs an id", receipt, out);
         };
@@ -307,11 +345,11 @@ impl Session {
             destination,
         });
         if let Some(r) = receipt {
-            out.push(Action::Send(Frame::new(Command::Receipt).with_header("receipt-id", r)));
+            out.push(Action::Send(receipt_frame(&r)));
         }
     }
 
-    fn unsubscribe(&mut self, frame: &Frame, receipt: Option<String>, out: &mut Vec<Action>) {
+    fn unsubscribe<S>(&mut self, frame: &Frame, receipt: Option<String>, out: &mut Out<S>) {
         let Some(id) = frame.header("id") else {
             return self.fail("missing id header", "UNSUBSCRIBE needs an id", receipt, out);
         };
@@ -325,11 +363,11 @@ impl Session {
             }
         }
         if let Some(r) = receipt {
-            out.push(Action::Send(Frame::new(Command::Receipt).with_header("receipt-id", r)));
+            out.push(Action::Send(receipt_frame(&r)));
         }
     }
 
-    fn send(&mut self, frame: Frame, cfg: &SessionConfig, now_ms: i64, receipt: Option<String>, out: &mut Vec<Action>) {
+    fn send<H: Host>(&mut self, frame: Frame, host: &mut H, receipt: Option<String>, out: &mut Out<H::Send>) {
         match frame.header("destination") {
             Some(SEND_DESTINATION) => {}
             Some(other) => {
@@ -338,30 +376,17 @@ impl Session {
             }
             None => return self.fail("missing destination header", "SEND needs a destination", receipt, out),
         }
-        let sender = match &self.state {
-            State::Connected(p) => p.username.clone(),
-            _ => return,
+        let State::Connected(principal) = &self.state else {
+            return;
         };
-        match parse_chat_body(&frame.body, cfg.max_message_chars) {
-            Ok((room_id, message)) => {
-                let mentions = validate::mentions(&message, &sender);
-                out.push(Action::Publish {
-                    message: NewChatMessage {
-                        room_id,
-                        sender,
-                        message,
-                        sent_at_ms: now_ms,
-                        mentions,
-                    },
-                    receipt,
-                });
-            }
-            Err(why) => self.app_error("INVALID_REQUEST", &why, receipt.as_deref(), out),
+        match host.accept_send(principal, &frame.body) {
+            Ok(send) => out.push(Action::Publish { send, receipt }),
+            Err(e) => self.app_error(e.code, &e.message, receipt.as_deref(), out),
         }
     }
 
     /// A JSON error on `/user/queue/errors` (dropped when the client has not subscribed to it).
-    pub fn app_error(&mut self, code: &str, message: &str, receipt: Option<&str>, out: &mut Vec<Action>) {
+    pub fn app_error<S>(&mut self, code: &str, message: &str, receipt: Option<&str>, out: &mut Out<S>) {
         let Some(subscription) = self.subscription_to(&Destination::Errors).map(str::to_owned) else {
             return;
         };
@@ -376,6 +401,11 @@ impl Session {
                 .with_body(body.to_string()),
         ));
     }
+}
+
+/// `RECEIPT receipt-id:<r>`.
+fn receipt_frame(receipt: &str) -> Frame {
+    Frame::new(Command::Receipt).with_header("receipt-id", receipt)
 }
 
 /// An ERROR frame with a `message` header and a plain-text body.
@@ -419,30 +449,6 @@ pub fn parse_destination(destination: &str) -> Result<Destination, &'static str>
     }
 }
 
-/// `{"roomId":"room-1","message":"hi"}`; other fields (a client-supplied sender) are ignored.
-fn parse_chat_body(body: &[u8], max_chars: usize) -> Result<(String, String), String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ChatSend {
-        room_id: Option<serde_json::Value>,
-        message: Option<serde_json::Value>,
-    }
-    let parsed: ChatSend = serde_json::from_slice(body).map_err(|_| "본문이 올바른 JSON이 아닙니다".to_string())?;
-    let room = match parsed.room_id {
-        Some(serde_json::Value::String(s)) => s,
-        Some(_) => return Err("roomId는 문자열이어야 합니다".into()),
-        None => return Err("roomId가 필요합니다".into()),
-    };
-    let message = match parsed.message {
-        Some(serde_json::Value::String(s)) => s,
-        Some(_) => return Err("message는 문자열이어야 합니다".into()),
-        None => return Err("message가 필요합니다".into()),
-    };
-    validate::room_id(&room).map_err(|e| format!("roomId: {e}"))?;
-    validate::chat_message(&message, max_chars).map_err(|e| format!("message: {e}"))?;
-    Ok((room, message))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,32 +456,60 @@ mod tests {
     fn cfg() -> SessionConfig {
         SessionConfig {
             max_subscriptions: 2,
-            max_message_chars: 10,
             heartbeat_ms: 10_000,
             server: "herald/test".into(),
         }
     }
 
-    fn alice(_: &str) -> Result<Principal, &'static str> {
-        Ok(Principal {
-            username: "alice".into(),
-            user_id: 1,
-            expires_at_secs: i64::MAX,
-        })
+    /// A host whose tokens all belong to alice (or are all refused), and which accepts every SEND
+    /// body except `bad`, handing back (sender, body).
+    struct TestHost {
+        refuse: Option<&'static str>,
     }
+
+    impl Host for TestHost {
+        type Send = (String, Vec<u8>);
+
+        fn authenticate(&mut self, _token: &str) -> Result<Principal, &'static str> {
+            match self.refuse {
+                Some(why) => Err(why),
+                None => Ok(Principal {
+                    username: "alice".into(),
+                    user_id: 1,
+                    expires_at_secs: i64::MAX,
+                }),
+            }
+        }
+
+        fn accept_send(&mut self, principal: &Principal, body: &[u8]) -> Result<Self::Send, AppError> {
+            if body == b"bad" {
+                return Err(AppError {
+                    code: "INVALID_REQUEST",
+                    message: "bad body".into(),
+                });
+            }
+            Ok((principal.username.clone(), body.to_vec()))
+        }
+    }
+
+    fn alice() -> TestHost {
+        TestHost { refuse: None }
+    }
+
+    type Out = Vec<Action<(String, Vec<u8>)>>;
 
     fn connected() -> Session {
         let mut s = Session::new();
-        let mut out = Vec::new();
+        let mut out: Out = Vec::new();
         let connect = Frame::new(Command::Connect)
             .with_header("accept-version", "1.1,1.2")
             .with_header("Authorization", "Bearer t")
             .with_header("heart-beat", "0,20000");
-        s.on_frame(connect, &cfg(), 0, alice, &mut out);
+        s.on_frame(connect, &cfg(), &mut alice(), &mut out);
         s
     }
 
-    fn sent(out: &[Action]) -> Vec<&Frame> {
+    fn sent(out: &Out) -> Vec<&Frame> {
         out.iter()
             .filter_map(|a| match a {
                 Action::Send(f) => Some(f),
@@ -487,12 +521,12 @@ mod tests {
     #[test]
     fn connect_negotiates_version_and_heartbeats() {
         let mut s = Session::new();
-        let mut out = Vec::new();
+        let mut out: Out = Vec::new();
         let connect = Frame::new(Command::Stomp)
             .with_header("accept-version", "1.1,1.2")
             .with_header("authorization", "Bearer t")
             .with_header("heart-beat", "5000,20000");
-        s.on_frame(connect, &cfg(), 0, alice, &mut out);
+        s.on_frame(connect, &cfg(), &mut alice(), &mut out);
         let f = sent(&out)[0];
         assert_eq!(f.command, Command::Connected);
         assert_eq!(f.header("version"), Some("1.2"));
@@ -505,8 +539,8 @@ mod tests {
     #[test]
     fn connect_without_token_fails_and_closes() {
         let mut s = Session::new();
-        let mut out = Vec::new();
-        s.on_frame(Frame::new(Command::Connect), &cfg(), 0, alice, &mut out);
+        let mut out: Out = Vec::new();
+        s.on_frame(Frame::new(Command::Connect), &cfg(), &mut alice(), &mut out);
         assert_eq!(sent(&out)[0].command, Command::Error);
         assert_eq!(sent(&out)[0].header("message"), Some("missing token"));
         assert!(matches!(out.last(), Some(Action::Close)));
@@ -515,9 +549,16 @@ mod tests {
     #[test]
     fn rejected_token_fails_with_reason() {
         let mut s = Session::new();
-        let mut out = Vec::new();
+        let mut out: Out = Vec::new();
         let connect = Frame::new(Command::Connect).with_header("Authorization", "Bearer x");
-        s.on_frame(connect, &cfg(), 0, |_| Err("token expired"), &mut out);
+        s.on_frame(
+            connect,
+            &cfg(),
+            &mut TestHost {
+                refuse: Some("token expired"),
+            },
+            &mut out,
+        );
         assert_eq!(sent(&out)[0].header("message"), Some("token expired"));
         assert!(matches!(out.last(), Some(Action::Close)));
     }
@@ -525,32 +566,32 @@ mod tests {
     #[test]
     fn frames_before_connect_and_second_connect_are_errors() {
         let mut s = Session::new();
-        let mut out = Vec::new();
-        s.on_frame(Frame::new(Command::Send), &cfg(), 0, alice, &mut out);
+        let mut out: Out = Vec::new();
+        s.on_frame(Frame::new(Command::Send), &cfg(), &mut alice(), &mut out);
         assert_eq!(sent(&out)[0].header("message"), Some("not connected"));
         let mut s = connected();
-        let mut out = Vec::new();
+        let mut out: Out = Vec::new();
         let again = Frame::new(Command::Connect).with_header("Authorization", "Bearer t");
-        s.on_frame(again, &cfg(), 0, alice, &mut out);
+        s.on_frame(again, &cfg(), &mut alice(), &mut out);
         assert_eq!(sent(&out)[0].header("message"), Some("already connected"));
     }
 
     #[test]
     fn subscribe_rooms_bounds_and_destinations() {
         let mut s = connected();
-        let mut out = Vec::new();
+        let mut out: Out = Vec::new();
         let sub = |id: &str, d: &str| {
             Frame::new(Command::Subscribe)
                 .with_header("id", id)
                 .with_header("destination", d)
                 .with_header("receipt", format!("r-{id}"))
         };
-        s.on_frame(sub("0", "/topic/chat.room-1"), &cfg(), 0, alice, &mut out);
+        s.on_frame(sub("0", "/topic/chat.room-1"), &cfg(), &mut alice(), &mut out);
         assert!(matches!(&out[0], Action::JoinRoom { room, .. } if room == "room-1"));
         assert_eq!(sent(&out)[0].header("receipt-id"), Some("r-0"));
-        s.on_frame(sub("1", ERRORS_QUEUE), &cfg(), 0, alice, &mut out);
+        s.on_frame(sub("1", ERRORS_QUEUE), &cfg(), &mut alice(), &mut out);
         out.clear();
-        s.on_frame(sub("2", NOTIFICATIONS_QUEUE), &cfg(), 0, alice, &mut out);
+        s.on_frame(sub("2", NOTIFICATIONS_QUEUE), &cfg(), &mut alice(), &mut out);
         assert_eq!(sent(&out)[0].header("message"), Some("too many subscriptions"));
         // The closing session leaves its room.
         assert!(out
@@ -558,74 +599,106 @@ mod tests {
             .any(|a| matches!(a, Action::LeaveRoom { room, .. } if room == "room-1")));
 
         let mut s = connected();
-        let mut out = Vec::new();
-        s.on_frame(sub("0", "/topic/other"), &cfg(), 0, alice, &mut out);
+        let mut out: Out = Vec::new();
+        s.on_frame(sub("0", "/topic/other"), &cfg(), &mut alice(), &mut out);
         assert_eq!(sent(&out)[0].header("message"), Some("unknown destination"));
     }
 
     #[test]
-    fn send_validates_and_publishes_as_the_authenticated_user() {
+    fn send_publishes_as_the_authenticated_user_and_reports_refusals() {
         let mut s = connected();
-        let mut out = Vec::new();
+        let mut out: Out = Vec::new();
         let errors = Frame::new(Command::Subscribe)
             .with_header("id", "e")
             .with_header("destination", ERRORS_QUEUE);
-        s.on_frame(errors, &cfg(), 0, alice, &mut out);
+        s.on_frame(errors, &cfg(), &mut alice(), &mut out);
         let send = |body: &str| {
             Frame::new(Command::Send)
                 .with_header("destination", SEND_DESTINATION)
                 .with_header("receipt", "r1")
                 .with_body(body.as_bytes().to_vec())
         };
-        s.on_frame(
-            send(r#"{"roomId":"room-1","message":"hi @bob","sender":"mallory"}"#),
-            &cfg(),
-            42,
-            alice,
-            &mut out,
-        );
+        s.on_frame(send(r#"{"roomId":"room-1"}"#), &cfg(), &mut alice(), &mut out);
         match &out[0] {
-            Action::Publish { message, receipt } => {
-                assert_eq!(message.sender, "alice");
-                assert_eq!(message.sent_at_ms, 42);
-                assert_eq!(message.mentions, vec!["bob".to_string()]);
+            Action::Publish { send, receipt } => {
+                assert_eq!(send.0, "alice");
+                assert_eq!(send.1, br#"{"roomId":"room-1"}"#);
                 assert_eq!(receipt.as_deref(), Some("r1"));
             }
             other => panic!("expected Publish, got {other:?}"),
         }
-        for bad in [
-            "not json",
-            r#"{"roomId":"room-1","message":""}"#,
-            r#"{"roomId":"room-1","message":"12345678901"}"#,
-            r#"{"roomId":"a b","message":"x"}"#,
-            r#"{"roomId":1,"message":"x"}"#,
-        ] {
-            out.clear();
-            s.on_frame(send(bad), &cfg(), 0, alice, &mut out);
-            let f = sent(&out)[0];
-            assert_eq!(f.command, Command::Message, "{bad}");
-            assert_eq!(f.header("destination"), Some(ERRORS_QUEUE));
-            let v: serde_json::Value = serde_json::from_slice(&f.body).unwrap();
-            assert_eq!(v["code"], "INVALID_REQUEST");
-            assert_eq!(v["receipt-id"], "r1");
-            assert_eq!(out.len(), 1, "the session stays open on {bad}");
-        }
+        out.clear();
+        s.on_frame(send("bad"), &cfg(), &mut alice(), &mut out);
+        let f = sent(&out)[0];
+        assert_eq!(f.command, Command::Message);
+        assert_eq!(f.header("destination"), Some(ERRORS_QUEUE));
+        let v: serde_json::Value = serde_json::from_slice(&f.body).unwrap();
+        assert_eq!(v["code"], "INVALID_REQUEST");
+        assert_eq!(v["message"], "bad body");
+        assert_eq!(v["receipt-id"], "r1");
+        assert_eq!(out.len(), 1, "the session stays open");
         out.clear();
         let wrong = Frame::new(Command::Send).with_header("destination", "/topic/chat.room-1");
-        s.on_frame(wrong, &cfg(), 0, alice, &mut out);
+        s.on_frame(wrong, &cfg(), &mut alice(), &mut out);
         assert_eq!(sent(&out)[0].command, Command::Error);
         assert!(matches!(out.last(), Some(Action::Close)));
     }
 
     #[test]
+    fn settled_sends_get_a_receipt_or_an_error() {
+        let mut s = connected();
+        let mut out: Out = Vec::new();
+        s.send_settled(Some("r1"), Ok(()), &mut out);
+        assert_eq!(sent(&out)[0].command, Command::Receipt);
+        assert_eq!(sent(&out)[0].header("receipt-id"), Some("r1"));
+        out.clear();
+        s.send_settled(None, Ok(()), &mut out);
+        assert!(out.is_empty(), "no receipt asked, nothing to say");
+        let errors = Frame::new(Command::Subscribe)
+            .with_header("id", "e")
+            .with_header("destination", ERRORS_QUEUE);
+        s.on_frame(errors, &cfg(), &mut alice(), &mut out);
+        let failure = AppError {
+            code: "SERVICE_UNAVAILABLE",
+            message: "later".into(),
+        };
+        s.send_settled(Some("r2"), Err(failure), &mut out);
+        let f = sent(&out)[0];
+        assert_eq!(f.header("destination"), Some(ERRORS_QUEUE));
+        let v: serde_json::Value = serde_json::from_slice(&f.body).unwrap();
+        assert_eq!(
+            (v["code"].as_str(), v["receipt-id"].as_str()),
+            (Some("SERVICE_UNAVAILABLE"), Some("r2"))
+        );
+    }
+
+    #[test]
+    fn notifications_need_their_subscription() {
+        let mut s = connected();
+        assert!(s.notification("{}").is_none());
+        let mut out: Out = Vec::new();
+        let sub = Frame::new(Command::Subscribe)
+            .with_header("id", "n")
+            .with_header("destination", NOTIFICATIONS_QUEUE);
+        s.on_frame(sub, &cfg(), &mut alice(), &mut out);
+        let f = s.notification(r#"{"id":1}"#).expect("subscribed");
+        assert_eq!(f.header("subscription"), Some("n"));
+        assert_eq!(f.header("destination"), Some(NOTIFICATIONS_QUEUE));
+        assert_eq!(f.body, br#"{"id":1}"#);
+        assert_ne!(
+            f.header("message-id"),
+            s.notification("{}").unwrap().header("message-id")
+        );
+    }
+
+    #[test]
     fn disconnect_receipts_then_closes() {
         let mut s = connected();
-        let mut out = Vec::new();
+        let mut out: Out = Vec::new();
         s.on_frame(
             Frame::new(Command::Disconnect).with_header("receipt", "bye"),
             &cfg(),
-            0,
-            alice,
+            &mut alice(),
             &mut out,
         );
         assert_eq!(sent(&out)[0].header("receipt-id"), Some("bye"));

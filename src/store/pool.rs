@@ -1,16 +1,14 @@
-//! The blocking side of Herald: worker threads that own store connections, fed over bounded
-//! crossbeam channels. Reactors never wait on them; results come back through the [`Hub`].
+//! The blocking side of Herald: threads that own store connections, fed over bounded crossbeam
+//! channels. Reactors never wait on them; the jobs themselves say where their results go.
 //!
-//! - General workers take any job (a closure) from one shared queue: REST use cases, argon2.
-//! - Chat shards each own the rooms that hash to them, so one room has one commit order. A shard
-//!   drains up to `max_batch` SENDs, commits them in one transaction, publishes the fan-out, then
-//!   acknowledges the senders — nothing is broadcast or receipted before it is durable.
-//! - A monitor thread migrates and seeds at start-up, then pings; `/health` reads its verdict and
-//!   every worker drops its connection on `Unavailable` so the pool heals when the store returns.
+//! - General workers take any job (a closure) from one shared queue: REST use cases, replays.
+//! - Hashing workers do the same for jobs dominated by argon2 (login, signup), at a low priority.
+//! - Other long-lived store threads (the chat shards) are started through [`StorePool::spawn`], so
+//!   that they share the store's health and are joined at shutdown like the rest.
+//! - A monitor thread migrates (and runs the `on_ready` hook, e.g. seeding) once the store
+//!   answers, then pings it; `/health` reads its verdict and every worker drops its connection on
+//!   `Unavailable` so the pool heals when the store returns.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,13 +17,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::backend::{Backend, StoreError};
-use super::model::NewChatMessage;
 use super::url::{open_backend, redact};
-use crate::auth::password;
 use crate::config::DatabaseConfig;
-use crate::hub::{ChatAck, ChatOutcome, ConnRef, Hub, ReactorMsg};
 use crate::metrics::Metrics;
-use crate::views;
 
 /// A unit of work for a general worker.
 pub type Job = Box<dyn FnOnce(&mut Worker) + Send>;
@@ -34,15 +28,8 @@ pub type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
-/// A validated SEND on its way to the shard that owns its room.
-pub struct ChatJob {
-    pub message: NewChatMessage,
-    pub origin: ConnRef,
-    pub receipt: Option<Box<str>>,
-}
-
-/// Users seeded in dev mode so that the seed's Postman calls work at once.
-pub const DEV_USERS: [(&str, &str); 3] = [("testuser", "testpass"), ("alice", "alicepass"), ("bob", "bobpass")];
+/// What the monitor runs once the schema is in place (seeding the dev users, say).
+pub type OnReady = Box<dyn Fn(&mut dyn Backend) -> Result<(), StoreError> + Send>;
 
 /// State shared by every worker of the pool.
 struct Common {
@@ -51,8 +38,6 @@ struct Common {
     healthy: AtomicBool,
     ready: AtomicBool,
     stopping: AtomicBool,
-    /// SENDs queued or being committed whose senders have not been answered yet.
-    chat_in_flight: AtomicUsize,
     /// Bumped each time the store comes back after an outage: connections opened before it are
     /// presumed dead and reopened before use, so no request fails on a stale connection.
     epoch: AtomicUsize,
@@ -73,6 +58,22 @@ impl Worker {
             backend: None,
             epoch: 0,
         }
+    }
+
+    /// Waits for the next job of `rx`; `None` once the pool is stopping and the queue is empty.
+    pub fn next<T>(&self, rx: &Receiver<T>) -> Option<T> {
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(job) => return Some(job),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) if !self.common.stopping.load(Ordering::Acquire) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The process's counters (for threads that count what their jobs did).
+    pub fn metrics(&self) -> &Metrics {
+        &self.common.metrics
     }
 
     /// Runs `f` on this worker's connection, timing it; `Unavailable` drops the connection and
@@ -119,20 +120,19 @@ pub struct StorePool {
     general: Sender<Job>,
     /// Jobs dominated by argon2 (login, signup), on threads at a lower CPU priority.
     hashing: Sender<Job>,
-    shards: Vec<Sender<ChatJob>>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl StorePool {
-    /// Starts the monitor, `cfg.workers` general workers and `cfg.chat_shards` chat shards.
-    pub fn start(cfg: &DatabaseConfig, seed_dev_users: bool, hub: Arc<Hub>, metrics: Arc<Metrics>) -> StorePool {
+    /// Starts the monitor (which runs `on_ready` after migrating), `cfg.workers` general workers
+    /// and one hashing worker per core.
+    pub fn start(cfg: &DatabaseConfig, on_ready: Option<OnReady>, metrics: Arc<Metrics>) -> StorePool {
         let common = Arc::new(Common {
             url: cfg.url.clone(),
             metrics,
             healthy: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
-            chat_in_flight: AtomicUsize::new(0),
             epoch: AtomicUsize::new(0),
         });
         let mut threads = Vec::new();
@@ -158,42 +158,42 @@ impl StorePool {
                 general_loop(rx, Worker::new(common))
             }));
         }
-        let mut shards = Vec::new();
-        // SQLite has one writer lock: a second shard would only wait on it (measured: p99
-        // SEND→RECEIPT 563 ms with 2 shards vs 8.4 ms with 1 at the same throughput).
-        let shard_count = if cfg.url.starts_with("sqlite://") {
-            1
-        } else {
-            cfg.chat_shards.max(1)
-        };
-        for i in 0..shard_count {
-            let (tx, rx) = crossbeam_channel::bounded::<ChatJob>(cfg.queue_capacity.max(1));
-            shards.push(tx);
-            let (common, hub, max_batch) = (Arc::clone(&common), Arc::clone(&hub), cfg.max_batch.max(1));
-            threads.push(spawn(format!("herald-chat-{i}"), move || {
-                chat_loop(rx, Worker::new(common), &hub, max_batch)
-            }));
-        }
         let monitor_common = Arc::clone(&common);
         threads.push(spawn("herald-store-monitor".into(), move || {
-            monitor_loop(&monitor_common, seed_dev_users)
+            monitor_loop(&monitor_common, on_ready.as_ref())
         }));
         StorePool {
             common,
             general,
             hashing,
-            shards,
             threads: std::sync::Mutex::new(threads),
         }
     }
 
+    /// Runs `body` on a new named thread with its own store connection; the thread is joined at
+    /// [`StorePool::shutdown`]. It takes its jobs with [`Worker::next`], so that it ends once the
+    /// pool stops and its queue is empty.
+    pub fn spawn(&self, name: String, body: impl FnOnce(Worker) + Send + 'static) {
+        let worker = Worker::new(Arc::clone(&self.common));
+        let handle = spawn(name, move || body(worker));
+        self.threads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(handle);
+    }
+
+    /// Counts a job refused because its queue was full (for queues kept outside the pool).
+    pub fn count_rejection(&self) {
+        self.common
+            .metrics
+            .store_queue_rejections
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Queues without waiting; a full (or closed) queue is counted and refused.
-    fn offer<T>(&self, queue: &Sender<T>, item: T) -> Result<(), Busy> {
+    pub fn offer<T>(&self, queue: &Sender<T>, item: T) -> Result<(), Busy> {
         queue.try_send(item).map_err(|_| {
-            self.common
-                .metrics
-                .store_queue_rejections
-                .fetch_add(1, Ordering::Relaxed);
+            self.count_rejection();
             Busy
         })
     }
@@ -208,32 +208,14 @@ impl StorePool {
         self.offer(&self.hashing, job)
     }
 
-    /// Queues a SEND on the shard that owns its room.
-    pub fn submit_chat(&self, job: ChatJob) -> Result<(), Busy> {
-        let mut hasher = DefaultHasher::new();
-        job.message.room_id.hash(&mut hasher);
-        let shard = (hasher.finish() % self.shards.len() as u64) as usize;
-        self.common.chat_in_flight.fetch_add(1, Ordering::AcqRel);
-        let queued = self.offer(&self.shards[shard], job);
-        if queued.is_err() {
-            self.common.chat_in_flight.fetch_sub(1, Ordering::AcqRel);
-        }
-        queued
-    }
-
     /// Whether the store answered the last ping and the schema is in place.
     pub fn is_up(&self) -> bool {
         self.common.ready.load(Ordering::Acquire) && self.common.healthy.load(Ordering::Acquire)
     }
 
-    /// SENDs accepted whose senders have not been answered yet (drained before shutdown).
-    pub fn chat_in_flight(&self) -> usize {
-        self.common.chat_in_flight.load(Ordering::Acquire)
-    }
-
-    /// Jobs waiting in all queues.
+    /// Jobs waiting in the pool's own queues.
     pub fn queue_depth(&self) -> usize {
-        self.general.len() + self.hashing.len() + self.shards.iter().map(Sender::len).sum::<usize>()
+        self.general.len() + self.hashing.len()
     }
 
     /// Lets queued work finish, then joins every thread (bounded by `deadline`).
@@ -274,119 +256,14 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     }
 }
 
-/// Waits for the next job; `None` once the pool is stopping and the queue is empty.
-fn next<T>(rx: &Receiver<T>, common: &Common) -> Option<T> {
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(job) => return Some(job),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) if !common.stopping.load(Ordering::Acquire) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
 fn general_loop(rx: Receiver<Job>, mut worker: Worker) {
-    let common = Arc::clone(&worker.common);
-    while let Some(job) = next(&rx, &common) {
+    while let Some(job) = worker.next(&rx) {
         job(&mut worker);
     }
 }
 
-fn chat_loop(rx: Receiver<ChatJob>, mut worker: Worker, hub: &Hub, max_batch: usize) {
-    let mut batch: Vec<ChatJob> = Vec::with_capacity(max_batch);
-    let mut messages: Vec<NewChatMessage> = Vec::with_capacity(max_batch);
-    let common = Arc::clone(&worker.common);
-    while let Some(first) = next(&rx, &common) {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        messages.clear();
-        messages.extend(
-            batch
-                .iter_mut()
-                .map(|j| std::mem::replace(&mut j.message, empty_message())),
-        );
-        let metrics = Arc::clone(&worker.common.metrics);
-        let outcome = match worker.with(|db| db.commit_chat(&messages)) {
-            Ok(committed) => {
-                metrics
-                    .chat_messages_committed
-                    .fetch_add(committed.messages.len() as u64, Ordering::Relaxed);
-                metrics.chat_batches_committed.fetch_add(1, Ordering::Relaxed);
-                metrics
-                    .notifications_created
-                    .fetch_add(committed.notifications.len() as u64, Ordering::Relaxed);
-                hub.publish_chat(committed.messages.iter().map(views::chat_event).collect());
-                hub.publish_notifications(committed.notifications.iter().map(views::notification_event).collect());
-                ChatOutcomeKind::Committed
-            }
-            Err(StoreError::Unavailable(_)) => ChatOutcomeKind::Unavailable,
-            Err(_) => ChatOutcomeKind::Internal,
-        };
-        if outcome != ChatOutcomeKind::Committed {
-            metrics
-                .chat_messages_rejected
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        let mut acks: HashMap<usize, Vec<ChatAck>> = HashMap::new();
-        let answered = batch.len();
-        for job in batch.drain(..) {
-            // Without a receipt a committed SEND needs no answer; a failure is always reported.
-            if job.receipt.is_none() && outcome == ChatOutcomeKind::Committed {
-                continue;
-            }
-            acks.entry(job.origin.reactor).or_default().push(ChatAck {
-                token: job.origin.token,
-                receipt: job.receipt,
-                outcome: outcome.to_outcome(),
-            });
-        }
-        for (reactor, acks) in acks {
-            hub.send(reactor, ReactorMsg::ChatAcks(acks));
-        }
-        common.chat_in_flight.fetch_sub(answered, Ordering::AcqRel);
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChatOutcomeKind {
-    Committed,
-    Unavailable,
-    Internal,
-}
-
-impl ChatOutcomeKind {
-    fn to_outcome(self) -> ChatOutcome {
-        match self {
-            ChatOutcomeKind::Committed => ChatOutcome::Committed,
-            ChatOutcomeKind::Unavailable => ChatOutcome::Failed {
-                code: "SERVICE_UNAVAILABLE",
-                message: "메시지를 저장할 수 없습니다. 잠시 후 다시 시도하세요",
-            },
-            ChatOutcomeKind::Internal => ChatOutcome::Failed {
-                code: "INTERNAL_ERROR",
-                message: "서버 내부 오류가 발생했습니다",
-            },
-        }
-    }
-}
-
-fn empty_message() -> NewChatMessage {
-    NewChatMessage {
-        room_id: String::new(),
-        sender: String::new(),
-        message: String::new(),
-        sent_at_ms: 0,
-        mentions: Vec::new(),
-    }
-}
-
-/// Migrates (and seeds) once the store answers, then pings it every second.
-fn monitor_loop(common: &Common, seed_dev_users: bool) {
+/// Migrates (and runs `on_ready`) once the store answers, then pings it every second.
+fn monitor_loop(common: &Common, on_ready: Option<&OnReady>) {
     let mut db: Option<Box<dyn Backend>> = None;
     let mut last_error = String::new();
     while !common.stopping.load(Ordering::Acquire) {
@@ -395,8 +272,8 @@ fn monitor_loop(common: &Common, seed_dev_users: bool) {
             None => open_backend(&common.url).and_then(|mut conn| {
                 if !common.ready.load(Ordering::Acquire) {
                     conn.migrate()?;
-                    if seed_dev_users {
-                        seed(conn.as_mut())?;
+                    if let Some(hook) = on_ready {
+                        hook(conn.as_mut())?;
                     }
                     log::info!("store {} migrated and ready", redact(&common.url));
                     common.ready.store(true, Ordering::Release);
@@ -431,19 +308,4 @@ fn monitor_loop(common: &Common, seed_dev_users: bool) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// Creates the demo users that do not exist yet (their passwords predate the length rule).
-pub fn seed(db: &mut dyn Backend) -> Result<(), StoreError> {
-    for (name, pass) in DEV_USERS {
-        if db.user_exists(name)? {
-            continue;
-        }
-        let hash = password::hash_password(pass).map_err(|e| StoreError::Other(e.to_string()))?;
-        match db.create_user(name, &hash, crate::clock::now_ms()) {
-            Ok(_) | Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,204 @@
+//! Who listens on this reactor, and delivery to them: the room index (subscribers of each room
+//! with their subscription ids), the user index (STOMP sessions and SSE streams of each user),
+//! and fan-out of committed messages and notifications into their outbound buffers. The node's
+//! interest registry on the bus follows the first and last local listener of each topic.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tungstenite::protocol::frame::Utf8Bytes;
+use tungstenite::Message;
+
+use super::conn::Conn;
+use super::ws::{queue, Queued};
+use super::Reactor;
+use crate::bus::{ChatEvent, Interest, NotificationEvent, Topic};
+use crate::stomp::outbound;
+
+/// A subscriber of a room on this reactor.
+struct RoomSub {
+    token: usize,
+    subscription: Rc<str>,
+}
+
+/// The room and user indexes of one reactor.
+#[derive(Default)]
+pub(super) struct Listeners {
+    /// Room → local subscribers.
+    rooms: HashMap<Box<str>, Vec<RoomSub>>,
+    /// Username → tokens of STOMP sessions and SSE streams of that user.
+    users: HashMap<Box<str>, Vec<usize>>,
+}
+
+impl Listeners {
+    pub(super) fn join_room(
+        &mut self,
+        interest: &Interest,
+        reactor: usize,
+        token: usize,
+        room: &str,
+        subscription: &str,
+    ) {
+        let subs = self.rooms.entry(room.into()).or_default();
+        if subs.is_empty() {
+            interest.join(reactor, Topic::Room(room.into()));
+        }
+        subs.push(RoomSub {
+            token,
+            subscription: subscription.into(),
+        });
+    }
+
+    pub(super) fn leave_room(
+        &mut self,
+        interest: &Interest,
+        reactor: usize,
+        token: usize,
+        room: &str,
+        subscription: &str,
+    ) {
+        let Some(subs) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if let Some(pos) = subs
+            .iter()
+            .position(|s| s.token == token && &*s.subscription == subscription)
+        {
+            subs.swap_remove(pos);
+        }
+        if subs.is_empty() {
+            self.rooms.remove(room);
+            interest.leave(reactor, &Topic::Room(room.into()));
+        }
+    }
+
+    pub(super) fn index_user(&mut self, interest: &Interest, reactor: usize, user: &str, token: usize) {
+        let tokens = self.users.entry(user.into()).or_default();
+        if tokens.is_empty() {
+            interest.join(reactor, Topic::User(user.into()));
+        }
+        tokens.push(token);
+    }
+
+    pub(super) fn unindex_user(&mut self, interest: &Interest, reactor: usize, user: &str, token: usize) {
+        let Some(tokens) = self.users.get_mut(user) else {
+            return;
+        };
+        tokens.retain(|t| *t != token);
+        if tokens.is_empty() {
+            self.users.remove(user);
+            interest.leave(reactor, &Topic::User(user.into()));
+        }
+    }
+}
+
+impl Reactor {
+    pub(super) fn join_room(&mut self, token: usize, room: &str, subscription: &str) {
+        let interest = self.shared.bus.interest();
+        self.listeners.join_room(interest, self.id, token, room, subscription);
+    }
+
+    pub(super) fn leave_room(&mut self, token: usize, room: &str, subscription: &str) {
+        let interest = self.shared.bus.interest();
+        self.listeners.leave_room(interest, self.id, token, room, subscription);
+    }
+
+    pub(super) fn index_user(&mut self, user: &str, token: usize) {
+        let interest = self.shared.bus.interest();
+        self.listeners.index_user(interest, self.id, user, token);
+    }
+
+    pub(super) fn unindex_user(&mut self, user: &str, token: usize) {
+        let interest = self.shared.bus.interest();
+        self.listeners.unindex_user(interest, self.id, user, token);
+    }
+
+    /// Appends committed messages to every local subscriber of their rooms, one encoding per
+    /// (message, subscription id) pair.
+    pub(super) fn deliver_chat(&mut self, events: &[ChatEvent]) {
+        let mut slow = Vec::new();
+        let mut delivered = 0u64;
+        let mut cache: Vec<(Rc<str>, Utf8Bytes)> = Vec::new();
+        for event in events {
+            let Some(subs) = self.listeners.rooms.get(&event.room) else {
+                continue;
+            };
+            cache.clear();
+            for sub in subs {
+                let (slot_key, generation) = super::slot_of(sub.token);
+                let Some(slot) = self.slots.get_mut(slot_key).filter(|s| s.generation == generation) else {
+                    continue;
+                };
+                let Conn::Ws(c) = &mut slot.conn else {
+                    continue;
+                };
+                if c.closing {
+                    continue;
+                }
+                let bytes = match cache.iter().find(|(id, _)| **id == *sub.subscription) {
+                    Some((_, b)) => b.clone(),
+                    None => {
+                        let b = text(outbound::room_message(
+                            &event.room,
+                            event.id,
+                            &event.body,
+                            &sub.subscription,
+                        ));
+                        cache.push((sub.subscription.clone(), b.clone()));
+                        b
+                    }
+                };
+                c.liveness.wrote(Instant::now());
+                match queue(c, Message::Text(bytes)) {
+                    Queued::Ok => {
+                        delivered += 1;
+                        if !slot.dirty {
+                            slot.dirty = true;
+                            self.dirty.push(sub.token);
+                        }
+                    }
+                    Queued::Full | Queued::Closed => slow.push(sub.token),
+                }
+            }
+        }
+        let metrics = &self.shared.metrics;
+        metrics.fanout_deliveries.fetch_add(delivered, Ordering::Relaxed);
+        metrics.stomp_frames_out.fetch_add(delivered, Ordering::Relaxed);
+        for token in slow {
+            self.slow_consumer(token);
+        }
+    }
+
+    /// Delivers notifications to the user's STOMP subscriptions and SSE streams on this reactor.
+    pub(super) fn deliver_notifications(&mut self, events: &[NotificationEvent]) {
+        for event in events {
+            let Some(tokens) = self.listeners.users.get(&event.recipient).cloned() else {
+                continue;
+            };
+            for token in tokens {
+                match self.slot_mut(token).map(|s| &mut s.conn) {
+                    Some(Conn::Ws(c)) => {
+                        let Some(frame) = c.session.notification(&event.body) else {
+                            continue;
+                        };
+                        self.ws_send(token, &frame);
+                        self.shared
+                            .metrics
+                            .notifications_delivered
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Conn::Sse(_)) => self.sse_notify(token, event.id, &event.body),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// STOMP text as a WebSocket text message: everything the server encodes is UTF-8 (room ids are
+/// ASCII, bodies are JSON text), so the fallback to an empty message never happens.
+pub(super) fn text(bytes: Vec<u8>) -> Utf8Bytes {
+    Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from_static(""))
+}

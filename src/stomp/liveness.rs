@@ -1,0 +1,212 @@
+//! The clocks of a STOMP connection: the CONNECT deadline, the access token's expiry, heart-beats
+//! both ways (STOMP 1.2: a peer silent for twice the negotiated interval is gone) and the grace
+//! period of a closing connection. Sans-io: the reactor stamps reads and writes and asks, on each
+//! timer tick, what is due.
+
+use std::time::{Duration, Instant};
+
+use super::session::Session;
+
+/// How long a closing connection may take to flush its last frames to a peer that stopped reading.
+pub const CLOSING_GRACE: Duration = Duration::from_secs(5);
+
+/// What a timer tick asks of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    Nothing,
+    /// Write a heart-beat (the session has been quiet for nearly its send interval).
+    Heartbeat,
+    /// End the session with `ERROR message:<message>` and a plain-text detail.
+    Fail {
+        message: &'static str,
+        detail: &'static str,
+    },
+    /// Drop the socket (closing, and the grace period is over).
+    Drop,
+}
+
+/// When a connection last did what.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    opened: Instant,
+    last_read: Instant,
+    last_write: Instant,
+}
+
+impl Liveness {
+    /// A connection opened at `now`.
+    pub fn new(now: Instant) -> Liveness {
+        Liveness {
+            opened: now,
+            last_read: now,
+            last_write: now,
+        }
+    }
+
+    /// Something arrived from the peer.
+    pub fn read(&mut self, now: Instant) {
+        self.last_read = now;
+    }
+
+    /// Something was queued for the peer.
+    pub fn wrote(&mut self, now: Instant) {
+        self.last_write = now;
+    }
+
+    /// What is due at `now` (`now_secs`: Unix time, for the token's expiry). `connect_timeout`
+    /// bounds the wait for CONNECT; `tick` is the timer period, so that a heart-beat goes out a
+    /// little early rather than late.
+    pub fn on_timer(
+        &mut self,
+        session: &Session,
+        closing: bool,
+        now: Instant,
+        now_secs: i64,
+        connect_timeout: Duration,
+        tick: Duration,
+    ) -> Due {
+        if closing {
+            return if now.duration_since(self.last_write) > CLOSING_GRACE {
+                Due::Drop
+            } else {
+                Due::Nothing
+            };
+        }
+        let Some(principal) = session.principal() else {
+            if now.duration_since(self.opened) >= connect_timeout {
+                return Due::Fail {
+                    message: "connect timeout",
+                    detail: "no CONNECT frame received in time",
+                };
+            }
+            return Due::Nothing;
+        };
+        if now_secs >= principal.expires_at_secs {
+            return Due::Fail {
+                message: "token expired",
+                detail: "reconnect with a fresh access token",
+            };
+        }
+        let expect = session.expect_heartbeat_ms;
+        if expect > 0 && now.duration_since(self.last_read) > Duration::from_millis(expect * 2) {
+            return Due::Fail {
+                message: "heart-beat timeout",
+                detail: "no frame or heart-beat received in time",
+            };
+        }
+        let send = session.send_heartbeat_ms;
+        // Send a little early so that the client (which allows some slack) never times out.
+        if send > 0 && now.duration_since(self.last_write) + tick >= Duration::from_millis(send) {
+            self.last_write = now;
+            return Due::Heartbeat;
+        }
+        Due::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stomp::frame::{Command, Frame};
+    use crate::stomp::session::{AppError, Host, Principal, SessionConfig};
+
+    struct Expiring(i64);
+
+    impl Host for Expiring {
+        type Send = ();
+        fn authenticate(&mut self, _: &str) -> Result<Principal, &'static str> {
+            Ok(Principal {
+                username: "u".into(),
+                user_id: 1,
+                expires_at_secs: self.0,
+            })
+        }
+        fn accept_send(&mut self, _: &Principal, _: &[u8]) -> Result<(), AppError> {
+            Ok(())
+        }
+    }
+
+    const TICK: Duration = Duration::from_millis(250);
+    const CONNECT: Duration = Duration::from_secs(10);
+
+    fn session(heart_beat: &str, expires_at_secs: i64) -> Session {
+        let mut s = Session::new();
+        let cfg = SessionConfig {
+            max_subscriptions: 10,
+            heartbeat_ms: 10_000,
+            server: "t".into(),
+        };
+        let connect = Frame::new(Command::Connect)
+            .with_header("Authorization", "Bearer t")
+            .with_header("heart-beat", heart_beat);
+        s.on_frame(connect, &cfg, &mut Expiring(expires_at_secs), &mut Vec::new());
+        s
+    }
+
+    #[test]
+    fn connect_must_come_in_time() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(t0);
+        let s = Session::new();
+        assert_eq!(
+            l.on_timer(&s, false, t0 + Duration::from_secs(9), 0, CONNECT, TICK),
+            Due::Nothing
+        );
+        assert!(matches!(
+            l.on_timer(&s, false, t0 + CONNECT, 0, CONNECT, TICK),
+            Due::Fail {
+                message: "connect timeout",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn heartbeats_go_out_early_and_silence_is_fatal() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(t0);
+        // The client sends every 5 s and wants one every 20 s: the server sends every 20 s
+        // (max of both) and expects one every 10 s (its own offer is larger).
+        let s = session("5000,20000", i64::MAX);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(l.on_timer(&s, false, at(19_000), 0, CONNECT, TICK), Due::Nothing);
+        l.read(at(19_000));
+        assert_eq!(l.on_timer(&s, false, at(19_750), 0, CONNECT, TICK), Due::Heartbeat);
+        assert_eq!(
+            l.on_timer(&s, false, at(20_000), 0, CONNECT, TICK),
+            Due::Nothing,
+            "stamped"
+        );
+        l.wrote(at(30_000));
+        assert!(matches!(
+            l.on_timer(&s, false, at(39_001), 0, CONNECT, TICK),
+            Due::Fail {
+                message: "heart-beat timeout",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn token_expiry_and_closing_grace() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(t0);
+        let s = session("0,0", 100);
+        assert_eq!(l.on_timer(&s, false, t0, 99, CONNECT, TICK), Due::Nothing);
+        assert!(matches!(
+            l.on_timer(&s, false, t0, 100, CONNECT, TICK),
+            Due::Fail {
+                message: "token expired",
+                ..
+            }
+        ));
+        assert_eq!(
+            l.on_timer(&s, true, t0 + CLOSING_GRACE, 100, CONNECT, TICK),
+            Due::Nothing
+        );
+        assert_eq!(
+            l.on_timer(&s, true, t0 + CLOSING_GRACE + TICK, 100, CONNECT, TICK),
+            Due::Drop
+        );
+    }
+}
