@@ -19,4 +19,4 @@ pub mod url;
 mod conformance;
 
 pub use backend::{Backend, StoreError};
-pub use url::{open_backend, redact};
+pub use url::{open_backend, redact, StoreKind, StoreUrl};
