@@ -1,10 +1,10 @@
-//! The dialect-neutral rules of the chat tables: which mention notifications a group commit
-//! creates, and how a page of history is read. Backends supply the statements only.
+//! The dialect-neutral rules of the chat tables: what one group commit writes and returns, and
+//! how a page of history is read. Backends supply the statements only.
 
 use std::collections::HashSet;
 
 use super::backend::StoreError;
-use super::model::{ChatMessage, HistoryQuery, NewChatMessage, Notification, NotificationKind};
+use super::model::{ChatMessage, CommittedChat, HistoryQuery, NewChatMessage, NewNotification, NotificationKind};
 
 /// The kind of the notifications a group commit creates for `@name` mentions.
 const MENTION: NotificationKind = "mention";
@@ -21,6 +21,49 @@ pub(crate) fn existing_users_sql(count: usize) -> String {
     )
 }
 
+/// One open group-commit transaction as a backend runs it. Dropping it without [`commit`]
+/// rolls everything back.
+///
+/// [`commit`]: ChatTransaction::commit
+pub(crate) trait ChatTransaction {
+    /// Inserts the messages and returns their ids, in input order.
+    fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError>;
+    /// The registered usernames among `names` (at most [`NAME_LOOKUP_CHUNK`] of them).
+    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError>;
+    /// Inserts the notifications and returns their ids, in input order.
+    fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError>;
+    /// Makes everything inserted durable.
+    fn commit(self) -> Result<(), StoreError>;
+}
+
+/// Stores a batch of messages and the mention notifications of those whose mentioned users
+/// exist, all or nothing. `begin` opens the transaction; an empty batch never opens one.
+pub(crate) fn group_commit<T: ChatTransaction>(
+    batch: &[NewChatMessage],
+    begin: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<CommittedChat, StoreError> {
+    if batch.is_empty() {
+        return Ok(CommittedChat::default());
+    }
+    let mut tx = begin()?;
+    let message_ids = tx.insert_messages(batch)?;
+    let mentions = mention_notifications(batch, |names| tx.existing_users(names))?;
+    let notification_ids = if mentions.is_empty() {
+        Vec::new()
+    } else {
+        tx.insert_notifications(&mentions)?
+    };
+    tx.commit()?;
+    Ok(CommittedChat {
+        messages: batch.iter().zip(message_ids).map(|(m, id)| m.stored_as(id)).collect(),
+        notifications: mentions
+            .iter()
+            .zip(notification_ids)
+            .map(|(n, id)| n.stored_as(id))
+            .collect(),
+    })
+}
+
 /// The distinct mentioned names of a batch, in first-seen order.
 fn unique_mentions(batch: &[NewChatMessage]) -> Vec<&str> {
     let mut seen = HashSet::new();
@@ -31,15 +74,15 @@ fn unique_mentions(batch: &[NewChatMessage]) -> Vec<&str> {
         .collect()
 }
 
-/// The mention notifications a batch creates, with id 0 until the backend inserts them: one per
-/// mentioned name that is a registered user, in batch order and then mention order.
+/// The mention notifications a batch creates: one per mentioned name that is a registered user,
+/// in batch order and then mention order.
 ///
 /// `existing_users` is given the distinct names, at most [`NAME_LOOKUP_CHUNK`] at a time, and
 /// returns those that are registered; it is not called when the batch mentions nobody.
-pub(crate) fn mention_notifications(
+fn mention_notifications(
     batch: &[NewChatMessage],
     mut existing_users: impl FnMut(&[&str]) -> Result<Vec<String>, StoreError>,
-) -> Result<Vec<Notification>, StoreError> {
+) -> Result<Vec<NewNotification>, StoreError> {
     let mentioned = unique_mentions(batch);
     if mentioned.is_empty() {
         return Ok(Vec::new());
@@ -51,15 +94,13 @@ pub(crate) fn mention_notifications(
     let mut notifications = Vec::new();
     for m in batch {
         for recipient in m.mentions.iter().filter(|r| existing.contains(*r)) {
-            notifications.push(Notification {
-                id: 0,
+            notifications.push(NewNotification {
                 recipient: recipient.clone(),
                 kind: MENTION.to_owned(),
                 sender: m.sender.clone(),
                 room_id: Some(m.room_id.clone()),
                 message: m.message.clone(),
                 created_at_ms: m.sent_at_ms,
-                read: false,
             });
         }
     }
@@ -127,8 +168,8 @@ mod tests {
             .collect();
         assert_eq!(got, [("carol", "s", "a"), ("dave", "t", "c"), ("carol", "t", "c")]);
         for n in &notes {
-            assert_eq!((n.id, n.kind.as_str(), n.room_id.as_deref()), (0, "mention", Some("r")));
-            assert_eq!((n.created_at_ms, n.read), (5, false));
+            assert_eq!((n.kind.as_str(), n.room_id.as_deref()), ("mention", Some("r")));
+            assert_eq!(n.created_at_ms, 5);
         }
     }
 
@@ -160,6 +201,109 @@ mod tests {
             existing_users_sql(2),
             "SELECT username FROM users WHERE username IN (?,?)"
         );
+    }
+
+    type Log = std::cell::RefCell<Vec<String>>;
+
+    /// A transaction that hands out ids from 101 and logs what it was asked to do.
+    struct FakeTransaction<'a> {
+        log: &'a Log,
+        next_id: i64,
+        fail_notifications: bool,
+    }
+
+    impl<'a> FakeTransaction<'a> {
+        fn begin(log: &'a Log) -> Result<Self, StoreError> {
+            Ok(FakeTransaction {
+                log,
+                next_id: 0,
+                fail_notifications: false,
+            })
+        }
+        fn note(&self, what: String) {
+            self.log.borrow_mut().push(what);
+        }
+        fn ids(&mut self, count: usize) -> Vec<i64> {
+            (0..count)
+                .map(|_| {
+                    self.next_id += 1;
+                    100 + self.next_id
+                })
+                .collect()
+        }
+    }
+
+    impl ChatTransaction for FakeTransaction<'_> {
+        fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
+            self.note(format!("messages {}", batch.len()));
+            Ok(self.ids(batch.len()))
+        }
+        fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
+            self.note(format!("lookup {}", names.join(",")));
+            Ok(names
+                .iter()
+                .filter(|n| **n != "ghost")
+                .map(|n| (*n).to_owned())
+                .collect())
+        }
+        fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
+            self.note(format!("notifications {}", notifications.len()));
+            if self.fail_notifications {
+                return Err(StoreError::Other("boom".into()));
+            }
+            Ok(self.ids(notifications.len()))
+        }
+        fn commit(self) -> Result<(), StoreError> {
+            self.note("commit".into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn group_commit_stores_messages_then_mentions_then_commits() {
+        let log = Log::default();
+        let batch = vec![msg("s", "a", &["carol", "ghost"]), msg("t", "b", &[])];
+        let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
+        assert_eq!(
+            log.into_inner(),
+            ["messages 2", "lookup carol,ghost", "notifications 1", "commit"]
+        );
+        let ids: Vec<(i64, &str)> = committed.messages.iter().map(|m| (m.id, m.message.as_str())).collect();
+        assert_eq!(ids, [(101, "a"), (102, "b")]);
+        let n = &committed.notifications;
+        assert_eq!(n.len(), 1);
+        assert_eq!((n[0].id, n[0].recipient.as_str(), n[0].read), (103, "carol", false));
+    }
+
+    #[test]
+    fn group_commit_without_mentions_inserts_no_notifications() {
+        let log = Log::default();
+        let batch = vec![msg("s", "a", &["ghost"])];
+        let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
+        assert_eq!(log.into_inner(), ["messages 1", "lookup ghost", "commit"]);
+        assert!(committed.notifications.is_empty());
+    }
+
+    #[test]
+    fn group_commit_of_nothing_opens_no_transaction() {
+        let committed = group_commit(&[], || -> Result<FakeTransaction<'_>, StoreError> {
+            panic!("nothing to write")
+        })
+        .unwrap();
+        assert!(committed.messages.is_empty() && committed.notifications.is_empty());
+    }
+
+    #[test]
+    fn a_failed_insert_never_commits() {
+        let log = Log::default();
+        let batch = vec![msg("s", "a", &["carol"])];
+        let result = group_commit(&batch, || {
+            let mut tx = FakeTransaction::begin(&log)?;
+            tx.fail_notifications = true;
+            Ok(tx)
+        });
+        assert!(matches!(result, Err(StoreError::Other(_))));
+        assert!(!log.into_inner().contains(&"commit".to_owned()));
     }
 
     fn stored(id: i64) -> ChatMessage {

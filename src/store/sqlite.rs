@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 
 use super::backend::{Backend, StoreError};
-use super::chat::{existing_users_sql, history_page, mention_notifications, HistoryScan};
+use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
 use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
@@ -151,15 +151,76 @@ fn chat_from_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
     })
 }
 
-/// The registered usernames among `names` (at most one `IN` list's worth).
-fn existing_users(conn: &Connection, names: &[&str]) -> Result<Vec<String>, StoreError> {
-    // Not cached: each list length is a different statement and would evict the hot ones.
-    conn.prepare(&existing_users_sql(names.len()))
-        .and_then(|mut stmt| {
-            stmt.query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))?
-                .collect()
-        })
-        .map_err(map_err)
+/// The parameters of an INSERT into `notifications (recipient, type, sender, room_id, message,
+/// created_at)`.
+fn notification_params(n: &NewNotification) -> (&str, &str, &str, Option<&str>, &str, i64) {
+    (
+        &n.recipient,
+        &n.kind,
+        &n.sender,
+        n.room_id.as_deref(),
+        &n.message,
+        n.created_at_ms,
+    )
+}
+
+/// A group commit's IMMEDIATE transaction; dropped on any early return, it rolls the batch back.
+struct ChatTx<'c>(rusqlite::Transaction<'c>);
+
+impl ChatTransaction for ChatTx<'_> {
+    fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
+        // One cached single-row INSERT per message rather than a multi-row statement: in-process
+        // there is no round trip to save, and `last_insert_rowid` ties each id to its input
+        // without relying on the order of RETURNING rows, which SQLite leaves unspecified.
+        let mut insert = self
+            .0
+            .prepare_cached(
+                "INSERT INTO chat_messages (room_id, sender, message, sent_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(map_err)?;
+        batch
+            .iter()
+            .map(|m| {
+                insert
+                    .execute(params![m.room_id, m.sender, m.message, m.sent_at_ms])
+                    .map_err(map_err)?;
+                Ok(self.0.last_insert_rowid())
+            })
+            .collect()
+    }
+
+    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
+        // Not cached: each list length is a different statement and would evict the hot ones.
+        self.0
+            .prepare(&existing_users_sql(names.len()))
+            .and_then(|mut stmt| {
+                stmt.query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))?
+                    .collect()
+            })
+            .map_err(map_err)
+    }
+
+    fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
+        let mut insert = self
+            .0
+            .prepare_cached(
+                "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(map_err)?;
+        notifications
+            .iter()
+            .map(|n| {
+                insert.execute(notification_params(n)).map_err(map_err)?;
+                Ok(self.0.last_insert_rowid())
+            })
+            .collect()
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().map_err(map_err)
+    }
 }
 
 /// The migration driver's view of a connection inside the migration transaction.
@@ -326,58 +387,11 @@ impl Backend for SqliteBackend {
     }
 
     fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError> {
-        if batch.is_empty() {
-            return Ok(CommittedChat::default());
-        }
-        // Dropping `tx` on any early return rolls the whole batch back.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let mut messages = Vec::with_capacity(batch.len());
-        {
-            // One cached single-row INSERT per message rather than a multi-row statement: in-process
-            // there is no round trip to save, and `last_insert_rowid` ties each id to its input
-            // without relying on the order of RETURNING rows, which SQLite leaves unspecified.
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO chat_messages (room_id, sender, message, sent_at)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(map_err)?;
-            for m in batch {
-                insert
-                    .execute(params![m.room_id, m.sender, m.message, m.sent_at_ms])
-                    .map_err(map_err)?;
-                messages.push(m.stored_as(tx.last_insert_rowid()));
-            }
-        }
-        let mut notifications = mention_notifications(batch, |names| existing_users(&tx, names))?;
-        if !notifications.is_empty() {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(map_err)?;
-            for n in &mut notifications {
-                insert
-                    .execute(params![
-                        n.recipient,
-                        n.kind,
-                        n.sender,
-                        n.room_id,
-                        n.message,
-                        n.created_at_ms
-                    ])
-                    .map_err(map_err)?;
-                n.id = tx.last_insert_rowid();
-            }
-        }
-        tx.commit().map_err(map_err)?;
-        Ok(CommittedChat {
-            messages,
-            notifications,
+        group_commit(batch, || {
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map(ChatTx)
+                .map_err(map_err)
         })
     }
 
@@ -414,16 +428,7 @@ impl Backend for SqliteBackend {
                 "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM users WHERE username = ?1",
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    n.recipient,
-                    n.kind,
-                    n.sender,
-                    n.room_id,
-                    n.message,
-                    n.created_at_ms
-                ])
-            })
+            .and_then(|mut s| s.execute(notification_params(n)))
             .map_err(map_err)?;
         Ok((inserted > 0).then(|| n.stored_as(self.conn.last_insert_rowid())))
     }

@@ -13,10 +13,10 @@ mod test_db;
 use std::time::Duration;
 
 use ::mysql::prelude::Queryable;
-use ::mysql::{Conn, Opts, OptsBuilder, TxOpts, Value};
+use ::mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts, Value};
 
 use super::backend::{Backend, StoreError};
-use super::chat::{existing_users_sql, history_page, mention_notifications, HistoryScan};
+use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
 use errors::map_err;
@@ -35,8 +35,30 @@ const SESSION_INIT: &[&str] = &[
     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
 ];
 
+/// The columns of a new chat message, in [`message_values`] order.
 const CHAT_COLUMNS: [&str; 4] = ["room_id", "sender", "message", "sent_at"];
-const MENTION_COLUMNS: [&str; 6] = ["recipient", "type", "sender", "room_id", "message", "created_at"];
+/// The columns of a new notification, in [`notification_values`] order.
+const NOTIFICATION_INSERT_COLUMNS: [&str; 6] = ["recipient", "type", "sender", "room_id", "message", "created_at"];
+
+fn message_values(m: &NewChatMessage) -> Vec<Value> {
+    vec![
+        m.room_id.as_str().into(),
+        m.sender.as_str().into(),
+        m.message.as_str().into(),
+        m.sent_at_ms.into(),
+    ]
+}
+
+fn notification_values(n: &NewNotification) -> Vec<Value> {
+    vec![
+        n.recipient.as_str().into(),
+        n.kind.as_str().into(),
+        n.sender.as_str().into(),
+        n.room_id.as_deref().into(),
+        n.message.as_str().into(),
+        n.created_at_ms.into(),
+    ]
+}
 
 /// One connection to a MySQL or MariaDB database.
 pub struct MysqlBackend {
@@ -61,6 +83,39 @@ impl MysqlBackend {
         let mut conn = Conn::new(opts).map_err(map_err)?;
         let ids = detect_id_allocation(&mut conn)?;
         Ok(Self { conn, ids })
+    }
+}
+
+/// A group commit's transaction; dropped on any early return, it sends ROLLBACK.
+struct ChatTx<'c> {
+    tx: Transaction<'c>,
+    ids: IdAllocation,
+}
+
+impl ChatTransaction for ChatTx<'_> {
+    fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<Vec<Value>> = batch.iter().map(message_values).collect();
+        insert_rows(&mut self.tx, self.ids, "chat_messages", &CHAT_COLUMNS, &rows)
+    }
+
+    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
+        let names: Vec<Value> = names.iter().map(|n| Value::from(*n)).collect();
+        all_rows(&mut self.tx, &existing_users_sql(names.len()), params(names))
+    }
+
+    fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<Vec<Value>> = notifications.iter().map(notification_values).collect();
+        insert_rows(
+            &mut self.tx,
+            self.ids,
+            "notifications",
+            &NOTIFICATION_INSERT_COLUMNS,
+            &rows,
+        )
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().map_err(map_err)
     }
 }
 
@@ -170,56 +225,10 @@ impl Backend for MysqlBackend {
     }
 
     fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError> {
-        if batch.is_empty() {
-            return Ok(CommittedChat::default());
-        }
         let ids = self.ids;
-        // Dropping `tx` on any early return sends ROLLBACK: the batch is all or nothing.
-        let mut tx = self.conn.start_transaction(TxOpts::default()).map_err(map_err)?;
-        let rows: Vec<Vec<Value>> = batch
-            .iter()
-            .map(|m| {
-                vec![
-                    m.room_id.as_str().into(),
-                    m.sender.as_str().into(),
-                    m.message.as_str().into(),
-                    m.sent_at_ms.into(),
-                ]
-            })
-            .collect();
-        let message_ids = insert_rows(&mut tx, ids, "chat_messages", &CHAT_COLUMNS, &rows)?;
-        let messages: Vec<ChatMessage> = batch.iter().zip(message_ids).map(|(m, id)| m.stored_as(id)).collect();
-
-        let mut notifications = mention_notifications(batch, |names| {
-            all_rows(
-                &mut tx,
-                &existing_users_sql(names.len()),
-                params(names.iter().map(|n| Value::from(*n)).collect()),
-            )
-        })?;
-        if !notifications.is_empty() {
-            let rows: Vec<Vec<Value>> = notifications
-                .iter()
-                .map(|n| {
-                    vec![
-                        n.recipient.as_str().into(),
-                        n.kind.as_str().into(),
-                        n.sender.as_str().into(),
-                        n.room_id.as_deref().into(),
-                        n.message.as_str().into(),
-                        n.created_at_ms.into(),
-                    ]
-                })
-                .collect();
-            let notification_ids = insert_rows(&mut tx, ids, "notifications", &MENTION_COLUMNS, &rows)?;
-            for (n, id) in notifications.iter_mut().zip(notification_ids) {
-                n.id = id;
-            }
-        }
-        tx.commit().map_err(map_err)?;
-        Ok(CommittedChat {
-            messages,
-            notifications,
+        group_commit(batch, || {
+            let tx = self.conn.start_transaction(TxOpts::default()).map_err(map_err)?;
+            Ok(ChatTx { tx, ids })
         })
     }
 
@@ -245,19 +254,13 @@ impl Backend for MysqlBackend {
 
     fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Notification>, StoreError> {
         // One statement checks the recipient and inserts, so there is no window between the two.
+        let mut values = notification_values(n);
+        values.push(n.recipient.as_str().into());
         let inserted = affected(
             &mut self.conn,
             "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
              SELECT ?, ?, ?, ?, ?, ? FROM users WHERE username = ?",
-            params(vec![
-                n.recipient.as_str().into(),
-                n.kind.as_str().into(),
-                n.sender.as_str().into(),
-                n.room_id.as_deref().into(),
-                n.message.as_str().into(),
-                n.created_at_ms.into(),
-                n.recipient.as_str().into(),
-            ]),
+            params(values),
         )?;
         if inserted == 0 {
             return Ok(None);
