@@ -2,8 +2,8 @@
 //! implementations. Every call blocks; only worker threads make them.
 //!
 //! The rules that do not depend on the SQL dialect live once, beside the trait: the migration
-//! driver (`migrate`), mention notifications and history pages (`chat`), and what a conditional
-//! UPDATE meant (`outcome`). The backends only speak SQL.
+//! driver (`migrate`), the group commit with its mentions and the history page (`chat`), and
+//! what a conditional UPDATE meant (`outcome`). The backends only speak SQL.
 
 pub mod backend;
 mod chat;
