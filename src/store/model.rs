@@ -49,6 +49,19 @@ pub struct NewChatMessage {
     pub mentions: Vec<String>,
 }
 
+impl NewChatMessage {
+    /// The message as stored under `id`.
+    pub(crate) fn stored_as(&self, id: i64) -> ChatMessage {
+        ChatMessage {
+            id,
+            room_id: self.room_id.clone(),
+            sender: self.sender.clone(),
+            message: self.message.clone(),
+            sent_at_ms: self.sent_at_ms,
+        }
+    }
+}
+
 /// A stored chat message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -89,6 +102,22 @@ pub struct NewNotification {
     pub room_id: Option<String>,
     pub message: String,
     pub created_at_ms: i64,
+}
+
+impl NewNotification {
+    /// The notification as stored under `id`, unread.
+    pub(crate) fn stored_as(&self, id: i64) -> Notification {
+        Notification {
+            id,
+            recipient: self.recipient.clone(),
+            kind: self.kind.clone(),
+            sender: self.sender.clone(),
+            room_id: self.room_id.clone(),
+            message: self.message.clone(),
+            created_at_ms: self.created_at_ms,
+            read: false,
+        }
+    }
 }
 
 /// A stored notification.

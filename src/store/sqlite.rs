@@ -6,48 +6,52 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 
 use super::backend::{Backend, StoreError};
+use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
+use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
+use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
 
 /// How long a writer waits for another connection's write lock before giving up with 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most names bound into one `IN (…)` list; SQLite's default limit is 32766 parameters.
-const IN_LIST_CHUNK: usize = 500;
 
-/// Schema steps; step `i` brings the schema to version `i + 1`. Append, never edit a shipped step.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS users (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        username TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        created_at INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS refresh_tokens (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        user_id INTEGER NOT NULL REFERENCES users(id),
-        token_hash TEXT NOT NULL UNIQUE,
-        family TEXT NOT NULL,
-        expires_at INTEGER NOT NULL,
-        revoked_at INTEGER)",
-    "CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family)",
-    // AUTOINCREMENT: ids are client cursors (history `after`, SSE Last-Event-ID), so they must
-    // never be reused, not even after the newest row is deleted.
-    "CREATE TABLE IF NOT EXISTS chat_messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        room_id TEXT NOT NULL,
-        sender TEXT NOT NULL,
-        message TEXT NOT NULL,
-        sent_at INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS chat_messages_room ON chat_messages (room_id, id)",
-    "CREATE TABLE IF NOT EXISTS notifications (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        recipient TEXT NOT NULL,
-        type TEXT NOT NULL,
-        sender TEXT NOT NULL,
-        room_id TEXT,
-        message TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        read_at INTEGER)",
-    "CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, id)",
-]];
+/// Tables and indexes; `IF NOT EXISTS` everywhere so a step cut short can run again.
+const SCHEMA: Schema = Schema {
+    dialect: "sqlite",
+    steps: &[&[
+        "CREATE TABLE IF NOT EXISTS users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS refresh_tokens (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            token_hash TEXT NOT NULL UNIQUE,
+            family TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            revoked_at INTEGER)",
+        "CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family)",
+        // AUTOINCREMENT: ids are client cursors (history `after`, SSE Last-Event-ID), so they must
+        // never be reused, not even after the newest row is deleted.
+        "CREATE TABLE IF NOT EXISTS chat_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            room_id TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            message TEXT NOT NULL,
+            sent_at INTEGER NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS chat_messages_room ON chat_messages (room_id, id)",
+        "CREATE TABLE IF NOT EXISTS notifications (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            recipient TEXT NOT NULL,
+            type TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            room_id TEXT,
+            message TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            read_at INTEGER)",
+        "CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, id)",
+    ]],
+};
 
 const NOTIFICATION_COLUMNS: &str = "id, recipient, type, sender, room_id, message, created_at, read_at";
 
@@ -124,13 +128,6 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     StoreError::Other(e.to_string())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
     Ok(Notification {
         id: r.get(0)?,
@@ -154,19 +151,107 @@ fn chat_from_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
     })
 }
 
-/// The subset of `names` that are registered usernames.
-fn existing_users(conn: &Connection, names: &[&str]) -> rusqlite::Result<std::collections::HashSet<String>> {
-    let mut found = std::collections::HashSet::new();
-    for chunk in names.chunks(IN_LIST_CHUNK) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        // Not cached: each list length is a different statement and would evict the hot ones.
-        let mut stmt = conn.prepare(&format!("SELECT username FROM users WHERE username IN ({marks})"))?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| r.get::<_, String>(0))?;
-        for name in rows {
-            found.insert(name?);
-        }
+/// The parameters of an INSERT into `notifications (recipient, type, sender, room_id, message,
+/// created_at)`.
+fn notification_params(n: &NewNotification) -> (&str, &str, &str, Option<&str>, &str, i64) {
+    (
+        &n.recipient,
+        &n.kind,
+        &n.sender,
+        n.room_id.as_deref(),
+        &n.message,
+        n.created_at_ms,
+    )
+}
+
+/// A group commit's IMMEDIATE transaction; dropped on any early return, it rolls the batch back.
+struct ChatTx<'c>(rusqlite::Transaction<'c>);
+
+impl ChatTransaction for ChatTx<'_> {
+    fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
+        // One cached single-row INSERT per message rather than a multi-row statement: in-process
+        // there is no round trip to save, and `last_insert_rowid` ties each id to its input
+        // without relying on the order of RETURNING rows, which SQLite leaves unspecified.
+        let mut insert = self
+            .0
+            .prepare_cached(
+                "INSERT INTO chat_messages (room_id, sender, message, sent_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(map_err)?;
+        batch
+            .iter()
+            .map(|m| {
+                insert
+                    .execute(params![m.room_id, m.sender, m.message, m.sent_at_ms])
+                    .map_err(map_err)?;
+                Ok(self.0.last_insert_rowid())
+            })
+            .collect()
     }
-    Ok(found)
+
+    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
+        // Not cached: each list length is a different statement and would evict the hot ones.
+        self.0
+            .prepare(&existing_users_sql(names.len()))
+            .and_then(|mut stmt| {
+                stmt.query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))?
+                    .collect()
+            })
+            .map_err(map_err)
+    }
+
+    fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
+        let mut insert = self
+            .0
+            .prepare_cached(
+                "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(map_err)?;
+        notifications
+            .iter()
+            .map(|n| {
+                insert.execute(notification_params(n)).map_err(map_err)?;
+                Ok(self.0.last_insert_rowid())
+            })
+            .collect()
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().map_err(map_err)
+    }
+}
+
+/// The migration driver's view of a connection inside the migration transaction.
+struct Migration<'c>(&'c Connection);
+
+impl SchemaConn for Migration<'_> {
+    fn create_version_table(&mut self) -> Result<(), StoreError> {
+        self.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version INTEGER PRIMARY KEY,
+                applied_at INTEGER NOT NULL)",
+        )
+    }
+
+    fn current_version(&mut self) -> Result<i64, StoreError> {
+        self.0.query_row(CURRENT_VERSION, [], |r| r.get(0)).map_err(map_err)
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.0.execute(sql, []).map(drop).map_err(map_err)
+    }
+
+    fn record_version(&mut self, version: i64, applied_at_ms: i64) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT OR IGNORE INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+                params![version, applied_at_ms],
+            )
+            .map(drop)
+            .map_err(map_err)
+    }
 }
 
 impl Backend for SqliteBackend {
@@ -177,35 +262,7 @@ impl Backend for SqliteBackend {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
-        tx.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (
-                version INTEGER PRIMARY KEY,
-                applied_at INTEGER NOT NULL)",
-            [],
-        )
-        .map_err(map_err)?;
-        let current: i64 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
-            .map_err(map_err)?;
-        let current = usize::try_from(current).unwrap_or(0);
-        if current > MIGRATIONS.len() {
-            log::warn!(
-                "sqlite schema is at version {current}, newer than this build knows ({})",
-                MIGRATIONS.len()
-            );
-        }
-        for (index, step) in MIGRATIONS.iter().enumerate().skip(current) {
-            for sql in *step {
-                tx.execute(sql, []).map_err(map_err)?;
-            }
-            let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
-            tx.execute(
-                "INSERT OR IGNORE INTO schema_version (version, applied_at) VALUES (?1, ?2)",
-                params![version, now_ms()],
-            )
-            .map_err(map_err)?;
-            log::info!("sqlite schema migrated to version {version}");
-        }
+        apply_missing(&mut Migration(&tx), &SCHEMA)?;
         tx.commit().map_err(map_err)
     }
 
@@ -298,7 +355,7 @@ impl Backend for SqliteBackend {
             )
             .and_then(|mut s| s.execute(params![now_ms, token_hash]))
             .map_err(map_err)?;
-        let row: Option<(i64, String, i64, Option<i64>)> = self
+        let row: Option<RefreshTokenRow> = self
             .conn
             .prepare_cached(
                 "SELECT user_id, family, expires_at, revoked_at FROM refresh_tokens
@@ -330,104 +387,37 @@ impl Backend for SqliteBackend {
     }
 
     fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError> {
-        if batch.is_empty() {
-            return Ok(CommittedChat::default());
-        }
-        // Dropping `tx` on any early return rolls the whole batch back.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let mut messages = Vec::with_capacity(batch.len());
-        {
-            // One cached single-row INSERT per message rather than a multi-row statement: in-process
-            // there is no round trip to save, and `last_insert_rowid` ties each id to its input
-            // without relying on the order of RETURNING rows, which SQLite leaves unspecified.
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO chat_messages (room_id, sender, message, sent_at)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(map_err)?;
-            for m in batch {
-                insert
-                    .execute(params![m.room_id, m.sender, m.message, m.sent_at_ms])
-                    .map_err(map_err)?;
-                messages.push(ChatMessage {
-                    id: tx.last_insert_rowid(),
-                    room_id: m.room_id.clone(),
-                    sender: m.sender.clone(),
-                    message: m.message.clone(),
-                    sent_at_ms: m.sent_at_ms,
-                });
-            }
-        }
-        let mut notifications = Vec::new();
-        let mentioned = unique_mentions(batch);
-        if !mentioned.is_empty() {
-            let existing = existing_users(&tx, &mentioned).map_err(map_err)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
-                     VALUES (?1, 'mention', ?2, ?3, ?4, ?5)",
-                )
-                .map_err(map_err)?;
-            for m in batch {
-                for recipient in m.mentions.iter().filter(|r| existing.contains(*r)) {
-                    insert
-                        .execute(params![recipient, m.sender, m.room_id, m.message, m.sent_at_ms])
-                        .map_err(map_err)?;
-                    notifications.push(Notification {
-                        id: tx.last_insert_rowid(),
-                        recipient: recipient.clone(),
-                        kind: "mention".to_owned(),
-                        sender: m.sender.clone(),
-                        room_id: Some(m.room_id.clone()),
-                        message: m.message.clone(),
-                        created_at_ms: m.sent_at_ms,
-                        read: false,
-                    });
-                }
-            }
-        }
-        tx.commit().map_err(map_err)?;
-        Ok(CommittedChat {
-            messages,
-            notifications,
+        group_commit(batch, || {
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map(ChatTx)
+                .map_err(map_err)
         })
     }
 
     fn chat_history(&mut self, room_id: &str, query: HistoryQuery) -> Result<Vec<ChatMessage>, StoreError> {
-        let before = query.before.unwrap_or(i64::MAX);
-        let limit = i64::from(query.limit);
-        let mut rows = match query.after {
-            Some(after) => self
-                .conn
-                .prepare_cached(
-                    "SELECT id, room_id, sender, message, sent_at FROM chat_messages
-                     WHERE room_id = ?1 AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![room_id, after, before, limit], chat_from_row)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                }),
-            // Newest first so LIMIT keeps the latest page; flipped to ascending below.
-            None => self
-                .conn
-                .prepare_cached(
-                    "SELECT id, room_id, sender, message, sent_at FROM chat_messages
-                     WHERE room_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![room_id, before, limit], chat_from_row)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                }),
-        }
-        .map_err(map_err)?;
-        if query.after.is_none() {
-            rows.reverse();
-        }
-        Ok(rows)
+        history_page(query, |scan| {
+            match scan {
+                HistoryScan::Ascending { after, before, limit } => self
+                    .conn
+                    .prepare_cached(
+                        "SELECT id, room_id, sender, message, sent_at FROM chat_messages
+                         WHERE room_id = ?1 AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![room_id, after, before, limit], chat_from_row)?
+                            .collect()
+                    }),
+                HistoryScan::NewestFirst { before, limit } => self
+                    .conn
+                    .prepare_cached(
+                        "SELECT id, room_id, sender, message, sent_at FROM chat_messages
+                         WHERE room_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    )
+                    .and_then(|mut s| s.query_map(params![room_id, before, limit], chat_from_row)?.collect()),
+            }
+            .map_err(map_err)
+        })
     }
 
     fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Notification>, StoreError> {
@@ -438,30 +428,9 @@ impl Backend for SqliteBackend {
                 "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM users WHERE username = ?1",
             )
-            .and_then(|mut s| {
-                s.execute(params![
-                    n.recipient,
-                    n.kind,
-                    n.sender,
-                    n.room_id,
-                    n.message,
-                    n.created_at_ms
-                ])
-            })
+            .and_then(|mut s| s.execute(notification_params(n)))
             .map_err(map_err)?;
-        if inserted == 0 {
-            return Ok(None);
-        }
-        Ok(Some(Notification {
-            id: self.conn.last_insert_rowid(),
-            recipient: n.recipient.clone(),
-            kind: n.kind.clone(),
-            sender: n.sender.clone(),
-            room_id: n.room_id.clone(),
-            message: n.message.clone(),
-            created_at_ms: n.created_at_ms,
-            read: false,
-        }))
+        Ok((inserted > 0).then(|| n.stored_as(self.conn.last_insert_rowid())))
     }
 
     fn list_notifications(
@@ -521,38 +490,12 @@ impl Backend for SqliteBackend {
             )
             .and_then(|mut s| s.execute(params![now_ms, id, recipient]))
             .map_err(map_err)?;
-        if changed > 0 {
-            return Ok(true);
-        }
-        // Already read still counts as success for its recipient; keep the first read time.
-        self.conn
-            .prepare_cached("SELECT 1 FROM notifications WHERE id = ?1 AND recipient = ?2")
-            .and_then(|mut s| s.exists(params![id, recipient]))
-            .map_err(map_err)
-    }
-}
-
-/// The distinct mentioned names of a batch, in first-seen order.
-pub(crate) fn unique_mentions(batch: &[NewChatMessage]) -> Vec<&str> {
-    let mut seen = std::collections::HashSet::new();
-    batch
-        .iter()
-        .flat_map(|m| m.mentions.iter().map(String::as_str))
-        .filter(|name| seen.insert(*name))
-        .collect()
-}
-
-/// Explains a spend attempt from whether the conditional UPDATE hit and the token's row.
-/// A spent or revoked token is `Reused` even once expired: presenting it is still a theft signal.
-pub(crate) fn spend_outcome(updated: bool, row: Option<(i64, String, i64, Option<i64>)>, now_ms: i64) -> SpendOutcome {
-    match row {
-        None => SpendOutcome::Unknown,
-        Some((user_id, family, _, _)) if updated => SpendOutcome::Spent { user_id, family },
-        Some((_, family, _, Some(_))) => SpendOutcome::Reused { family },
-        Some((_, _, expires_at, None)) if expires_at <= now_ms => SpendOutcome::Expired,
-        // Live and unrevoked yet the UPDATE missed: only possible if `now_ms` moved backwards
-        // between the two statements; treat as expired rather than hand out a pair twice.
-        Some(_) => SpendOutcome::Expired,
+        mark_read_outcome(changed > 0, || {
+            self.conn
+                .prepare_cached("SELECT 1 FROM notifications WHERE id = ?1 AND recipient = ?2")
+                .and_then(|mut s| s.exists(params![id, recipient]))
+                .map_err(map_err)
+        })
     }
 }
 
@@ -589,7 +532,7 @@ mod tests {
     #[test]
     fn conformance() {
         let path = temp_db();
-        super::super::conformance::run_all(&|| open(&path));
+        crate::store::conformance::run_all(&|| open(&path));
         cleanup(&path);
     }
 
@@ -712,23 +655,12 @@ mod tests {
     }
 
     #[test]
-    fn spend_outcome_prefers_reuse_over_expiry() {
-        let row = |revoked| Some((1, "f".to_owned(), 10, revoked));
-        assert_eq!(
-            spend_outcome(false, row(Some(5)), 20),
-            SpendOutcome::Reused { family: "f".into() }
-        );
-        assert_eq!(spend_outcome(false, row(None), 20), SpendOutcome::Expired);
-        assert_eq!(spend_outcome(false, None, 20), SpendOutcome::Unknown);
-    }
-
-    #[test]
     #[ignore = "timing, run with --ignored --nocapture"]
     fn time_single_commit_of_500() {
         let path = temp_db();
         let mut b = open(&path);
         b.migrate().unwrap();
-        super::super::conformance::time_commit(b.as_mut(), "sqlite");
+        crate::store::conformance::time_commit(b.as_mut(), "sqlite");
         drop(b);
         cleanup(&path);
     }

@@ -1,0 +1,361 @@
+//! The dialect-neutral rules of the chat tables: what one group commit writes and returns, and
+//! how a page of history is read. Backends supply the statements only.
+
+use std::collections::HashSet;
+
+use super::backend::StoreError;
+use super::model::{ChatMessage, CommittedChat, HistoryQuery, NewChatMessage, NewNotification, NotificationKind};
+
+/// The kind of the notifications a group commit creates for `@name` mentions.
+const MENTION: NotificationKind = "mention";
+
+/// Most names bound into one `IN (…)` list: far below SQLite's 32 766 and MySQL's 65 535
+/// placeholders, and one statement shape per length stays a small set.
+pub(crate) const NAME_LOOKUP_CHUNK: usize = 500;
+
+/// `SELECT username FROM users WHERE username IN (?, …)` for `count` names, in either dialect.
+pub(crate) fn existing_users_sql(count: usize) -> String {
+    format!(
+        "SELECT username FROM users WHERE username IN ({})",
+        vec!["?"; count].join(",")
+    )
+}
+
+/// One open group-commit transaction as a backend runs it. Dropping it without [`commit`]
+/// rolls everything back.
+///
+/// [`commit`]: ChatTransaction::commit
+pub(crate) trait ChatTransaction {
+    /// Inserts the messages and returns their ids, in input order.
+    fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError>;
+    /// The registered usernames among `names` (at most [`NAME_LOOKUP_CHUNK`] of them).
+    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError>;
+    /// Inserts the notifications and returns their ids, in input order.
+    fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError>;
+    /// Makes everything inserted durable.
+    fn commit(self) -> Result<(), StoreError>;
+}
+
+/// Stores a batch of messages and the mention notifications of those whose mentioned users
+/// exist, all or nothing. `begin` opens the transaction; an empty batch never opens one.
+pub(crate) fn group_commit<T: ChatTransaction>(
+    batch: &[NewChatMessage],
+    begin: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<CommittedChat, StoreError> {
+    if batch.is_empty() {
+        return Ok(CommittedChat::default());
+    }
+    let mut tx = begin()?;
+    let message_ids = tx.insert_messages(batch)?;
+    let mentions = mention_notifications(batch, |names| tx.existing_users(names))?;
+    let notification_ids = if mentions.is_empty() {
+        Vec::new()
+    } else {
+        tx.insert_notifications(&mentions)?
+    };
+    tx.commit()?;
+    Ok(CommittedChat {
+        messages: batch.iter().zip(message_ids).map(|(m, id)| m.stored_as(id)).collect(),
+        notifications: mentions
+            .iter()
+            .zip(notification_ids)
+            .map(|(n, id)| n.stored_as(id))
+            .collect(),
+    })
+}
+
+/// The distinct mentioned names of a batch, in first-seen order.
+fn unique_mentions(batch: &[NewChatMessage]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    batch
+        .iter()
+        .flat_map(|m| m.mentions.iter().map(String::as_str))
+        .filter(|name| seen.insert(*name))
+        .collect()
+}
+
+/// The mention notifications a batch creates: one per mentioned name that is a registered user,
+/// in batch order and then mention order.
+///
+/// `existing_users` is given the distinct names, at most [`NAME_LOOKUP_CHUNK`] at a time, and
+/// returns those that are registered; it is not called when the batch mentions nobody.
+fn mention_notifications(
+    batch: &[NewChatMessage],
+    mut existing_users: impl FnMut(&[&str]) -> Result<Vec<String>, StoreError>,
+) -> Result<Vec<NewNotification>, StoreError> {
+    let mentioned = unique_mentions(batch);
+    if mentioned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut existing = HashSet::new();
+    for chunk in mentioned.chunks(NAME_LOOKUP_CHUNK) {
+        existing.extend(existing_users(chunk)?);
+    }
+    let mut notifications = Vec::new();
+    for m in batch {
+        for recipient in m.mentions.iter().filter(|r| existing.contains(*r)) {
+            notifications.push(NewNotification {
+                recipient: recipient.clone(),
+                kind: MENTION.to_owned(),
+                sender: m.sender.clone(),
+                room_id: Some(m.room_id.clone()),
+                message: m.message.clone(),
+                created_at_ms: m.sent_at_ms,
+            });
+        }
+    }
+    Ok(notifications)
+}
+
+/// One history read as a backend runs it: a single range scan of the `(room_id, id)` index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HistoryScan {
+    /// `after < id < before ORDER BY id ASC LIMIT limit`: the page right after a cursor.
+    Ascending { after: i64, before: i64, limit: i64 },
+    /// `id < before ORDER BY id DESC LIMIT limit`: newest first, so LIMIT keeps the latest page.
+    NewestFirst { before: i64, limit: i64 },
+}
+
+/// A page of a room's history, ascending by id: `scan` runs the one query the page needs and
+/// returns its rows in the scan's order; a newest-first scan is flipped here.
+pub(crate) fn history_page(
+    query: HistoryQuery,
+    scan: impl FnOnce(HistoryScan) -> Result<Vec<ChatMessage>, StoreError>,
+) -> Result<Vec<ChatMessage>, StoreError> {
+    let before = query.before.unwrap_or(i64::MAX);
+    let limit = i64::from(query.limit);
+    match query.after {
+        Some(after) => scan(HistoryScan::Ascending { after, before, limit }),
+        None => {
+            let mut rows = scan(HistoryScan::NewestFirst { before, limit })?;
+            rows.reverse();
+            Ok(rows)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(sender: &str, text: &str, mentions: &[&str]) -> NewChatMessage {
+        NewChatMessage {
+            room_id: "r".into(),
+            sender: sender.into(),
+            message: text.into(),
+            sent_at_ms: 5,
+            mentions: mentions.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn mentions_are_looked_up_once_and_notified_in_batch_order() {
+        let batch = vec![
+            msg("s", "a", &["carol", "ghost"]),
+            msg("s", "b", &[]),
+            msg("t", "c", &["dave", "carol"]),
+        ];
+        let mut asked = Vec::new();
+        let notes = mention_notifications(&batch, |names| {
+            asked.extend(names.iter().map(|n| (*n).to_owned()));
+            Ok(vec!["dave".to_owned(), "carol".to_owned()])
+        })
+        .unwrap();
+        assert_eq!(asked, ["carol", "ghost", "dave"], "distinct, first-seen order");
+        let got: Vec<(&str, &str, &str)> = notes
+            .iter()
+            .map(|n| (n.recipient.as_str(), n.sender.as_str(), n.message.as_str()))
+            .collect();
+        assert_eq!(got, [("carol", "s", "a"), ("dave", "t", "c"), ("carol", "t", "c")]);
+        for n in &notes {
+            assert_eq!((n.kind.as_str(), n.room_id.as_deref()), ("mention", Some("r")));
+            assert_eq!(n.created_at_ms, 5);
+        }
+    }
+
+    #[test]
+    fn no_mentions_means_no_lookup() {
+        let batch = vec![msg("s", "a", &[])];
+        let notes = mention_notifications(&batch, |_| panic!("nothing to look up")).unwrap();
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn many_mentions_are_looked_up_in_chunks() {
+        let names: Vec<String> = (0..NAME_LOOKUP_CHUNK * 2 + 3).map(|i| format!("u{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let batch = vec![msg("s", "a", &refs)];
+        let mut sizes = Vec::new();
+        let notes = mention_notifications(&batch, |chunk| {
+            sizes.push(chunk.len());
+            Ok(chunk
+                .iter()
+                .filter(|n| n.ends_with('7'))
+                .map(|n| (*n).to_owned())
+                .collect())
+        })
+        .unwrap();
+        assert_eq!(sizes, [NAME_LOOKUP_CHUNK, NAME_LOOKUP_CHUNK, 3]);
+        assert_eq!(notes.len(), names.iter().filter(|n| n.ends_with('7')).count());
+        assert_eq!(
+            existing_users_sql(2),
+            "SELECT username FROM users WHERE username IN (?,?)"
+        );
+    }
+
+    type Log = std::cell::RefCell<Vec<String>>;
+
+    /// A transaction that hands out ids from 101 and logs what it was asked to do.
+    struct FakeTransaction<'a> {
+        log: &'a Log,
+        next_id: i64,
+        fail_notifications: bool,
+    }
+
+    impl<'a> FakeTransaction<'a> {
+        fn begin(log: &'a Log) -> Result<Self, StoreError> {
+            Ok(FakeTransaction {
+                log,
+                next_id: 0,
+                fail_notifications: false,
+            })
+        }
+        fn note(&self, what: String) {
+            self.log.borrow_mut().push(what);
+        }
+        fn ids(&mut self, count: usize) -> Vec<i64> {
+            (0..count)
+                .map(|_| {
+                    self.next_id += 1;
+                    100 + self.next_id
+                })
+                .collect()
+        }
+    }
+
+    impl ChatTransaction for FakeTransaction<'_> {
+        fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
+            self.note(format!("messages {}", batch.len()));
+            Ok(self.ids(batch.len()))
+        }
+        fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
+            self.note(format!("lookup {}", names.join(",")));
+            Ok(names
+                .iter()
+                .filter(|n| **n != "ghost")
+                .map(|n| (*n).to_owned())
+                .collect())
+        }
+        fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
+            self.note(format!("notifications {}", notifications.len()));
+            if self.fail_notifications {
+                return Err(StoreError::Other("boom".into()));
+            }
+            Ok(self.ids(notifications.len()))
+        }
+        fn commit(self) -> Result<(), StoreError> {
+            self.note("commit".into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn group_commit_stores_messages_then_mentions_then_commits() {
+        let log = Log::default();
+        let batch = vec![msg("s", "a", &["carol", "ghost"]), msg("t", "b", &[])];
+        let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
+        assert_eq!(
+            log.into_inner(),
+            ["messages 2", "lookup carol,ghost", "notifications 1", "commit"]
+        );
+        let ids: Vec<(i64, &str)> = committed.messages.iter().map(|m| (m.id, m.message.as_str())).collect();
+        assert_eq!(ids, [(101, "a"), (102, "b")]);
+        let n = &committed.notifications;
+        assert_eq!(n.len(), 1);
+        assert_eq!((n[0].id, n[0].recipient.as_str(), n[0].read), (103, "carol", false));
+    }
+
+    #[test]
+    fn group_commit_without_mentions_inserts_no_notifications() {
+        let log = Log::default();
+        let batch = vec![msg("s", "a", &["ghost"])];
+        let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
+        assert_eq!(log.into_inner(), ["messages 1", "lookup ghost", "commit"]);
+        assert!(committed.notifications.is_empty());
+    }
+
+    #[test]
+    fn group_commit_of_nothing_opens_no_transaction() {
+        let committed = group_commit(&[], || -> Result<FakeTransaction<'_>, StoreError> {
+            panic!("nothing to write")
+        })
+        .unwrap();
+        assert!(committed.messages.is_empty() && committed.notifications.is_empty());
+    }
+
+    #[test]
+    fn a_failed_insert_never_commits() {
+        let log = Log::default();
+        let batch = vec![msg("s", "a", &["carol"])];
+        let result = group_commit(&batch, || {
+            let mut tx = FakeTransaction::begin(&log)?;
+            tx.fail_notifications = true;
+            Ok(tx)
+        });
+        assert!(matches!(result, Err(StoreError::Other(_))));
+        assert!(!log.into_inner().contains(&"commit".to_owned()));
+    }
+
+    fn stored(id: i64) -> ChatMessage {
+        ChatMessage {
+            id,
+            room_id: "r".into(),
+            sender: "s".into(),
+            message: String::new(),
+            sent_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn latest_page_is_scanned_newest_first_and_flipped() {
+        let query = HistoryQuery {
+            limit: 3,
+            before: None,
+            after: None,
+        };
+        let page = history_page(query, |scan| {
+            assert_eq!(
+                scan,
+                HistoryScan::NewestFirst {
+                    before: i64::MAX,
+                    limit: 3
+                }
+            );
+            Ok(vec![stored(9), stored(8), stored(7)])
+        })
+        .unwrap();
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), [7, 8, 9]);
+    }
+
+    #[test]
+    fn page_after_a_cursor_is_kept_as_scanned() {
+        let query = HistoryQuery {
+            limit: 2,
+            before: Some(10),
+            after: Some(3),
+        };
+        let page = history_page(query, |scan| {
+            assert_eq!(
+                scan,
+                HistoryScan::Ascending {
+                    after: 3,
+                    before: 10,
+                    limit: 2
+                }
+            );
+            Ok(vec![stored(4), stored(5)])
+        })
+        .unwrap();
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), [4, 5]);
+    }
+}
