@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::backend::{Backend, StoreError};
-use super::url::{open_backend, redact};
+use super::url::StoreUrl;
 use crate::config::DatabaseConfig;
 use crate::metrics::Metrics;
 
@@ -33,7 +33,7 @@ pub type OnReady = Box<dyn Fn(&mut dyn Backend) -> Result<(), StoreError> + Send
 
 /// State shared by every worker of the pool.
 struct Common {
-    url: String,
+    url: StoreUrl,
     metrics: Arc<Metrics>,
     healthy: AtomicBool,
     ready: AtomicBool,
@@ -90,7 +90,7 @@ impl Worker {
         }
         let result = match self.backend.as_mut() {
             Some(db) => f(db.as_mut()),
-            None => match open_backend(&self.common.url) {
+            None => match self.common.url.open() {
                 Ok(db) => f(self.backend.insert(db).as_mut()),
                 Err(e) => Err(e),
             },
@@ -126,9 +126,9 @@ pub struct StorePool {
 impl StorePool {
     /// Starts the monitor (which runs `on_ready` after migrating), `cfg.workers` general workers
     /// and one hashing worker per core.
-    pub fn start(cfg: &DatabaseConfig, on_ready: Option<OnReady>, metrics: Arc<Metrics>) -> StorePool {
+    pub fn start(url: StoreUrl, cfg: &DatabaseConfig, on_ready: Option<OnReady>, metrics: Arc<Metrics>) -> StorePool {
         let common = Arc::new(Common {
-            url: cfg.url.clone(),
+            url,
             metrics,
             healthy: AtomicBool::new(false),
             ready: AtomicBool::new(false),
@@ -269,13 +269,13 @@ fn monitor_loop(common: &Common, on_ready: Option<&OnReady>) {
     while !common.stopping.load(Ordering::Acquire) {
         let result = match db.as_mut() {
             Some(conn) => conn.ping(),
-            None => open_backend(&common.url).and_then(|mut conn| {
+            None => common.url.open().and_then(|mut conn| {
                 if !common.ready.load(Ordering::Acquire) {
                     conn.migrate()?;
                     if let Some(hook) = on_ready {
                         hook(conn.as_mut())?;
                     }
-                    log::info!("store {} migrated and ready", redact(&common.url));
+                    log::info!("store {} migrated and ready", common.url);
                     common.ready.store(true, Ordering::Release);
                 }
                 db = Some(conn);
@@ -288,7 +288,7 @@ fn monitor_loop(common: &Common, on_ready: Option<&OnReady>) {
                     // Back from an outage (or the first start): every older connection is suspect.
                     common.epoch.fetch_add(1, Ordering::AcqRel);
                     if !last_error.is_empty() {
-                        log::info!("store {} is reachable again", redact(&common.url));
+                        log::info!("store {} is reachable again", common.url);
                     }
                 }
                 last_error.clear();
@@ -298,7 +298,7 @@ fn monitor_loop(common: &Common, on_ready: Option<&OnReady>) {
                 common.healthy.store(false, Ordering::Release);
                 let why = e.to_string();
                 if why != last_error {
-                    log::error!("store {} is down: {why}", redact(&common.url));
+                    log::error!("store {} is down: {why}", common.url);
                     last_error = why;
                 }
             }
