@@ -61,4 +61,56 @@ pub trait Backend: Send {
     ) -> Result<Vec<Notification>, StoreError>;
     /// Marks one notification read; false when it does not exist or belongs to someone else.
     fn mark_notification_read(&mut self, id: i64, recipient: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// What `username` may do with `room_id`: enter it (open, public, member) or not.
+    /// [`AccessRead::Serialized`] waits for a room creation or membership change of the room
+    /// that is in progress, so the answer never predates one already announced.
+    fn room_access(&mut self, room_id: &str, username: &str, read: AccessRead) -> Result<RoomAccess, StoreError>;
+    /// Creates a room with its first members. `Conflict` when a room with that id was created
+    /// before, or when open-room messages exist under it. `before_commit` runs once everything
+    /// is checked and written, while the transaction still holds the room: the caller announces
+    /// there who may no longer listen, so that no message committed after the room became private
+    /// can be published before that announcement.
+    fn create_room(&mut self, room: &NewRoom, before_commit: &mut dyn FnMut()) -> Result<RoomDetail, StoreError>;
+    /// The direct-message room `room` (members: the caller, then the other person): created
+    /// once (`before_commit` as for [`Backend::create_room`]), found after that, with the caller
+    /// back in it if they had left.
+    fn open_direct_room(
+        &mut self,
+        room: &NewRoom,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<DirectOutcome, StoreError>;
+    /// A created room with its members; `None` when there is none, or it is private and `viewer`
+    /// is not a member.
+    fn room_detail(&mut self, room_id: &str, viewer: &str) -> Result<Option<RoomDetail>, StoreError>;
+    /// Adds `username` to a room owned by `inviter`, within `max_members`.
+    fn invite_member(
+        &mut self,
+        room_id: &str,
+        inviter: &str,
+        username: &str,
+        now_ms: i64,
+        max_members: usize,
+    ) -> Result<InviteOutcome, StoreError>;
+    /// Removes `username` from a room on behalf of `by` (its owner, or the member themself).
+    /// `before_commit` runs only when someone was removed, while the room is still held (see
+    /// [`Backend::create_room`]).
+    fn remove_member(
+        &mut self,
+        room_id: &str,
+        by: &str,
+        username: &str,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<RemoveOutcome, StoreError>;
+    /// Raises `username`'s read mark in a room they may see (never lowers it, never past the
+    /// room's newest message); `None` when they may not see the room.
+    fn mark_room_read(
+        &mut self,
+        room_id: &str,
+        username: &str,
+        last_read_id: i64,
+    ) -> Result<Option<ReadMark>, StoreError>;
+    /// A page of the rooms `username` sees: created public rooms and the private rooms they are
+    /// in, by id descending.
+    fn list_rooms(&mut self, username: &str, query: &RoomQuery) -> Result<Vec<RoomSummary>, StoreError>;
 }

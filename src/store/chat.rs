@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::backend::StoreError;
 use super::model::{ChatMessage, CommittedChat, HistoryQuery, NewChatMessage, NewNotification, NotificationKind};
+use super::rooms::{AccessReads, BatchAccess};
 
 /// The kind of the notifications a group commit creates for `@name` mentions.
 const MENTION: NotificationKind = "mention";
@@ -25,9 +26,9 @@ pub(crate) fn existing_users_sql(count: usize) -> String {
 /// rolls everything back.
 ///
 /// [`commit`]: ChatTransaction::commit
-pub(crate) trait ChatTransaction {
+pub(crate) trait ChatTransaction: AccessReads {
     /// Inserts the messages and returns their ids, in input order.
-    fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError>;
+    fn insert_messages(&mut self, batch: &[&NewChatMessage]) -> Result<Vec<i64>, StoreError>;
     /// The registered usernames among `names` (at most [`NAME_LOOKUP_CHUNK`] of them).
     fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError>;
     /// Inserts the notifications and returns their ids, in input order.
@@ -38,6 +39,12 @@ pub(crate) trait ChatTransaction {
 
 /// Stores a batch of messages and the mention notifications of those whose mentioned users
 /// exist, all or nothing. `begin` opens the transaction; an empty batch never opens one.
+///
+/// Inside the transaction, before anything is written, the batch's rooms and (for private
+/// rooms) the membership of its senders and mentioned users are read with shared locks: a
+/// message whose sender may not enter its room is refused (reported in `refused`, nothing of it
+/// stored), and a mention in a private room notifies members only. A membership change or room
+/// creation of the same room either committed before these reads or waits for this commit.
 pub(crate) fn group_commit<T: ChatTransaction>(
     batch: &[NewChatMessage],
     begin: impl FnOnce() -> Result<T, StoreError>,
@@ -46,8 +53,29 @@ pub(crate) fn group_commit<T: ChatTransaction>(
         return Ok(CommittedChat::default());
     }
     let mut tx = begin()?;
-    let message_ids = tx.insert_messages(batch)?;
-    let mentions = mention_notifications(batch, |names| tx.existing_users(names))?;
+    let access = BatchAccess::read(batch, &mut tx, NAME_LOOKUP_CHUNK)?;
+    let mut allowed: Vec<&NewChatMessage> = Vec::with_capacity(batch.len());
+    let mut refused = Vec::new();
+    for (i, m) in batch.iter().enumerate() {
+        if access.allows(&m.room_id, &m.sender) {
+            allowed.push(m);
+        } else {
+            refused.push(i);
+        }
+    }
+    if allowed.is_empty() {
+        // Nothing to write; dropping the transaction rolls back what it read.
+        return Ok(CommittedChat {
+            refused,
+            ..CommittedChat::default()
+        });
+    }
+    let message_ids = tx.insert_messages(&allowed)?;
+    let mentions = mention_notifications(
+        &allowed,
+        |m, name| access.may_mention(&m.room_id, name),
+        |names| tx.existing_users(names),
+    )?;
     let notification_ids = if mentions.is_empty() {
         Vec::new()
     } else {
@@ -55,35 +83,42 @@ pub(crate) fn group_commit<T: ChatTransaction>(
     };
     tx.commit()?;
     Ok(CommittedChat {
-        messages: batch.iter().zip(message_ids).map(|(m, id)| m.stored_as(id)).collect(),
+        messages: allowed.iter().zip(message_ids).map(|(m, id)| m.stored_as(id)).collect(),
         notifications: mentions
             .iter()
             .zip(notification_ids)
             .map(|(n, id)| n.stored_as(id))
             .collect(),
+        refused,
     })
 }
 
-/// The distinct mentioned names of a batch, in first-seen order.
-fn unique_mentions(batch: &[NewChatMessage]) -> Vec<&str> {
+/// The distinct mentioned names of a batch that `may_mention` lets through, in first-seen order.
+fn unique_mentions<'a>(
+    batch: &[&'a NewChatMessage],
+    may_mention: &impl Fn(&NewChatMessage, &str) -> bool,
+) -> Vec<&'a str> {
     let mut seen = HashSet::new();
     batch
         .iter()
-        .flat_map(|m| m.mentions.iter().map(String::as_str))
+        .flat_map(|m| m.mentions.iter().map(move |name| (*m, name.as_str())))
+        .filter(|(m, name)| may_mention(m, name))
+        .map(|(_, name)| name)
         .filter(|name| seen.insert(*name))
         .collect()
 }
 
-/// The mention notifications a batch creates: one per mentioned name that is a registered user,
-/// in batch order and then mention order.
+/// The mention notifications a batch creates: one per mentioned name that `may_mention` lets
+/// through and that is a registered user, in batch order and then mention order.
 ///
 /// `existing_users` is given the distinct names, at most [`NAME_LOOKUP_CHUNK`] at a time, and
 /// returns those that are registered; it is not called when the batch mentions nobody.
 fn mention_notifications(
-    batch: &[NewChatMessage],
+    batch: &[&NewChatMessage],
+    may_mention: impl Fn(&NewChatMessage, &str) -> bool,
     mut existing_users: impl FnMut(&[&str]) -> Result<Vec<String>, StoreError>,
 ) -> Result<Vec<NewNotification>, StoreError> {
-    let mentioned = unique_mentions(batch);
+    let mentioned = unique_mentions(batch, &may_mention);
     if mentioned.is_empty() {
         return Ok(Vec::new());
     }
@@ -93,7 +128,7 @@ fn mention_notifications(
     }
     let mut notifications = Vec::new();
     for m in batch {
-        for recipient in m.mentions.iter().filter(|r| existing.contains(*r)) {
+        for recipient in m.mentions.iter().filter(|r| existing.contains(*r) && may_mention(m, r)) {
             notifications.push(NewNotification {
                 recipient: recipient.clone(),
                 kind: MENTION.to_owned(),
@@ -148,15 +183,20 @@ mod tests {
         }
     }
 
+    fn anyone(_: &NewChatMessage, _: &str) -> bool {
+        true
+    }
+
     #[test]
     fn mentions_are_looked_up_once_and_notified_in_batch_order() {
-        let batch = vec![
+        let batch = [
             msg("s", "a", &["carol", "ghost"]),
             msg("s", "b", &[]),
             msg("t", "c", &["dave", "carol"]),
         ];
+        let batch: Vec<&NewChatMessage> = batch.iter().collect();
         let mut asked = Vec::new();
-        let notes = mention_notifications(&batch, |names| {
+        let notes = mention_notifications(&batch, anyone, |names| {
             asked.extend(names.iter().map(|n| (*n).to_owned()));
             Ok(vec!["dave".to_owned(), "carol".to_owned()])
         })
@@ -175,8 +215,8 @@ mod tests {
 
     #[test]
     fn no_mentions_means_no_lookup() {
-        let batch = vec![msg("s", "a", &[])];
-        let notes = mention_notifications(&batch, |_| panic!("nothing to look up")).unwrap();
+        let batch = [msg("s", "a", &[])];
+        let notes = mention_notifications(&[&batch[0]], anyone, |_| panic!("nothing to look up")).unwrap();
         assert!(notes.is_empty());
     }
 
@@ -184,9 +224,9 @@ mod tests {
     fn many_mentions_are_looked_up_in_chunks() {
         let names: Vec<String> = (0..NAME_LOOKUP_CHUNK * 2 + 3).map(|i| format!("u{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let batch = vec![msg("s", "a", &refs)];
+        let batch = [msg("s", "a", &refs)];
         let mut sizes = Vec::new();
-        let notes = mention_notifications(&batch, |chunk| {
+        let notes = mention_notifications(&[&batch[0]], anyone, |chunk| {
             sizes.push(chunk.len());
             Ok(chunk
                 .iter()
@@ -203,9 +243,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn mentions_that_may_not_notify_are_not_looked_up() {
+        let batch = [msg("s", "a", &["carol", "dave"]), msg("t", "b", &["dave"])];
+        let refs: Vec<&NewChatMessage> = batch.iter().collect();
+        let mut asked = Vec::new();
+        let notes = mention_notifications(
+            &refs,
+            |m, name| !(m.sender == "s" && name == "dave"),
+            |names| {
+                asked.extend(names.iter().map(|n| (*n).to_owned()));
+                Ok(names.iter().map(|n| (*n).to_owned()).collect())
+            },
+        )
+        .unwrap();
+        assert_eq!(asked, ["carol", "dave"]);
+        let got: Vec<(&str, &str)> = notes
+            .iter()
+            .map(|n| (n.recipient.as_str(), n.sender.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("carol", "s"), ("dave", "t")],
+            "s's mention of dave is dropped, t's is kept"
+        );
+    }
+
     type Log = std::cell::RefCell<Vec<String>>;
 
-    /// A transaction that hands out ids from 101 and logs what it was asked to do.
+    /// A transaction that hands out ids from 101 and logs what it was asked to do. Room `p` is
+    /// private with the member `s` (and `carol`); room `o` is public; others are open.
     struct FakeTransaction<'a> {
         log: &'a Log,
         next_id: i64,
@@ -233,8 +300,30 @@ mod tests {
         }
     }
 
+    impl AccessReads for FakeTransaction<'_> {
+        fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
+            self.note(format!("rooms {}", room_ids.join(",")));
+            Ok(room_ids
+                .iter()
+                .filter_map(|r| match *r {
+                    "p" => Some(("p".to_owned(), true)),
+                    "o" => Some(("o".to_owned(), false)),
+                    _ => None,
+                })
+                .collect())
+        }
+        fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
+            self.note(format!("members of {room_id} among {}", names.join(",")));
+            Ok(names
+                .iter()
+                .filter(|n| room_id == "p" && matches!(**n, "s" | "carol"))
+                .map(|n| (*n).to_owned())
+                .collect())
+        }
+    }
+
     impl ChatTransaction for FakeTransaction<'_> {
-        fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
+        fn insert_messages(&mut self, batch: &[&NewChatMessage]) -> Result<Vec<i64>, StoreError> {
             self.note(format!("messages {}", batch.len()));
             Ok(self.ids(batch.len()))
         }
@@ -266,7 +355,13 @@ mod tests {
         let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
         assert_eq!(
             log.into_inner(),
-            ["messages 2", "lookup carol,ghost", "notifications 1", "commit"]
+            [
+                "rooms r",
+                "messages 2",
+                "lookup carol,ghost",
+                "notifications 1",
+                "commit"
+            ]
         );
         let ids: Vec<(i64, &str)> = committed.messages.iter().map(|m| (m.id, m.message.as_str())).collect();
         assert_eq!(ids, [(101, "a"), (102, "b")]);
@@ -280,8 +375,60 @@ mod tests {
         let log = Log::default();
         let batch = vec![msg("s", "a", &["ghost"])];
         let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
-        assert_eq!(log.into_inner(), ["messages 1", "lookup ghost", "commit"]);
+        assert_eq!(log.into_inner(), ["rooms r", "messages 1", "lookup ghost", "commit"]);
         assert!(committed.notifications.is_empty());
+    }
+
+    fn in_room(room: &str, sender: &str, text: &str, mentions: &[&str]) -> NewChatMessage {
+        NewChatMessage {
+            room_id: room.into(),
+            ..msg(sender, text, mentions)
+        }
+    }
+
+    #[test]
+    fn outsiders_of_private_rooms_are_refused_and_not_mentioned() {
+        let log = Log::default();
+        let batch = vec![
+            in_room("p", "s", "member", &["carol", "dave"]),
+            in_room("p", "mallory", "outsider", &["carol"]),
+            in_room("o", "mallory", "public", &["dave"]),
+            in_room("dm-0123", "s", "unopened direct room", &[]),
+            in_room("x", "mallory", "open", &[]),
+        ];
+        let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
+        assert_eq!(committed.refused, [1, 3]);
+        let stored: Vec<&str> = committed.messages.iter().map(|m| m.message.as_str()).collect();
+        assert_eq!(stored, ["member", "public", "open"]);
+        let ids: Vec<i64> = committed.messages.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [101, 102, 103]);
+        let told: Vec<(&str, &str)> = committed
+            .notifications
+            .iter()
+            .map(|n| (n.recipient.as_str(), n.message.as_str()))
+            .collect();
+        assert_eq!(told, [("carol", "member"), ("dave", "public")], "dave is not in p");
+        assert_eq!(
+            log.into_inner(),
+            [
+                "rooms dm-0123,o,p,x",
+                "members of p among carol,dave,mallory,s",
+                "messages 3",
+                "lookup carol,dave",
+                "notifications 2",
+                "commit"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_of_outsiders_writes_nothing() {
+        let log = Log::default();
+        let batch = vec![in_room("p", "mallory", "no", &[])];
+        let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
+        assert_eq!(committed.refused, [0]);
+        assert!(committed.messages.is_empty());
+        assert!(!log.borrow().iter().any(|l| l.starts_with("messages") || l == "commit"));
     }
 
     #[test]

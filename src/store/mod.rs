@@ -2,7 +2,8 @@
 //! implementations. Every call blocks; only worker threads make them.
 //!
 //! The rules that do not depend on the SQL dialect live once, beside the trait: the migration
-//! driver (`migrate`), the group commit with its mentions and the history page (`chat`), and
+//! driver (`migrate`), the group commit with its mentions, its authorization and the history
+//! page (`chat`), who may enter a room and what each membership change checks (`rooms`), and
 //! what a conditional UPDATE meant (`outcome`). The backends only speak SQL.
 
 pub mod backend;
@@ -12,6 +13,7 @@ pub mod model;
 pub mod mysql;
 mod outcome;
 pub mod pool;
+mod rooms;
 pub mod sqlite;
 pub mod url;
 

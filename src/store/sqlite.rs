@@ -10,6 +10,7 @@ use super::chat::{existing_users_sql, group_commit, history_page, ChatTransactio
 use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
+use super::rooms::{self, AccessReads, RoomListRow, RoomStatements, RowLock};
 
 /// How long a writer waits for another connection's write lock before giving up with 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -17,30 +18,31 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tables and indexes; `IF NOT EXISTS` everywhere so a step cut short can run again.
 const SCHEMA: Schema = Schema {
     dialect: "sqlite",
-    steps: &[&[
-        "CREATE TABLE IF NOT EXISTS users (
+    steps: &[
+        &[
+            "CREATE TABLE IF NOT EXISTS users (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             username TEXT NOT NULL UNIQUE,
             password_hash TEXT NOT NULL,
             created_at INTEGER NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS refresh_tokens (
+            "CREATE TABLE IF NOT EXISTS refresh_tokens (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             user_id INTEGER NOT NULL REFERENCES users(id),
             token_hash TEXT NOT NULL UNIQUE,
             family TEXT NOT NULL,
             expires_at INTEGER NOT NULL,
             revoked_at INTEGER)",
-        "CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family)",
-        // AUTOINCREMENT: ids are client cursors (history `after`, SSE Last-Event-ID), so they must
-        // never be reused, not even after the newest row is deleted.
-        "CREATE TABLE IF NOT EXISTS chat_messages (
+            "CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family)",
+            // AUTOINCREMENT: ids are client cursors (history `after`, SSE Last-Event-ID), so they must
+            // never be reused, not even after the newest row is deleted.
+            "CREATE TABLE IF NOT EXISTS chat_messages (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             room_id TEXT NOT NULL,
             sender TEXT NOT NULL,
             message TEXT NOT NULL,
             sent_at INTEGER NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS chat_messages_room ON chat_messages (room_id, id)",
-        "CREATE TABLE IF NOT EXISTS notifications (
+            "CREATE INDEX IF NOT EXISTS chat_messages_room ON chat_messages (room_id, id)",
+            "CREATE TABLE IF NOT EXISTS notifications (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             recipient TEXT NOT NULL,
             type TEXT NOT NULL,
@@ -49,8 +51,32 @@ const SCHEMA: Schema = Schema {
             message TEXT NOT NULL,
             created_at INTEGER NOT NULL,
             read_at INTEGER)",
-        "CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, id)",
-    ]],
+            "CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, id)",
+        ],
+        &[
+            // Shared with the scale-out work, which owns `last_message_id`: whichever step runs
+            // second finds the table there. `created_at` NULL is an open room (a row the chat path
+            // made), set for a room created through the API.
+            "CREATE TABLE IF NOT EXISTS rooms (
+            room_id TEXT NOT NULL PRIMARY KEY,
+            last_message_id INTEGER NOT NULL DEFAULT 0,
+            name TEXT NULL,
+            is_private INTEGER NOT NULL DEFAULT 0,
+            owner TEXT NULL,
+            created_at INTEGER NULL)",
+            "CREATE TABLE IF NOT EXISTS room_members (
+            room_id TEXT NOT NULL,
+            username TEXT NOT NULL,
+            joined_at INTEGER NOT NULL,
+            PRIMARY KEY (room_id, username)) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS room_members_user ON room_members (username, room_id)",
+            "CREATE TABLE IF NOT EXISTS room_read_marks (
+            room_id TEXT NOT NULL,
+            username TEXT NOT NULL,
+            last_read_id INTEGER NOT NULL,
+            PRIMARY KEY (room_id, username)) WITHOUT ROWID",
+        ],
+    ],
 };
 
 const NOTIFICATION_COLUMNS: &str = "id, recipient, type, sender, room_id, message, created_at, read_at";
@@ -76,6 +102,27 @@ impl SqliteBackend {
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .map_err(map_err)?;
         Ok(Self { conn })
+    }
+}
+
+impl SqliteBackend {
+    /// Runs `f` in an IMMEDIATE transaction (the writer lock held from the start, so it is
+    /// ordered with every group commit), then `before_commit` if `f` says so, then commits.
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut SqliteRooms<'_>) -> Result<(T, bool), StoreError>,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let (value, announce) = f(&mut SqliteRooms(&tx))?;
+        if announce {
+            before_commit();
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(value)
     }
 }
 
@@ -167,8 +214,18 @@ fn notification_params(n: &NewNotification) -> (&str, &str, &str, Option<&str>, 
 /// A group commit's IMMEDIATE transaction; dropped on any early return, it rolls the batch back.
 struct ChatTx<'c>(rusqlite::Transaction<'c>);
 
+impl AccessReads for ChatTx<'_> {
+    fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
+        SqliteRooms(&self.0).created_rooms(room_ids)
+    }
+
+    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
+        SqliteRooms(&self.0).members_among(room_id, names)
+    }
+}
+
 impl ChatTransaction for ChatTx<'_> {
-    fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
+    fn insert_messages(&mut self, batch: &[&NewChatMessage]) -> Result<Vec<i64>, StoreError> {
         // One cached single-row INSERT per message rather than a multi-row statement: in-process
         // there is no round trip to save, and `last_insert_rowid` ties each id to its input
         // without relying on the order of RETURNING rows, which SQLite leaves unspecified.
@@ -220,6 +277,247 @@ impl ChatTransaction for ChatTx<'_> {
 
     fn commit(self) -> Result<(), StoreError> {
         self.0.commit().map_err(map_err)
+    }
+}
+
+/// The room statements on a connection or inside a transaction. Row locks are not needed: every
+/// write transaction is IMMEDIATE, so writers (the group commit included) run one at a time.
+struct SqliteRooms<'c>(&'c Connection);
+
+const ROOM_COLUMNS: &str = "room_id, name, is_private, owner, created_at";
+
+fn room_from_row(r: &Row<'_>) -> rusqlite::Result<Room> {
+    Ok(Room {
+        room_id: r.get(0)?,
+        name: r.get(1)?,
+        private: r.get::<_, i64>(2)? != 0,
+        owner: r.get(3)?,
+        created_at_ms: r.get(4)?,
+    })
+}
+
+/// `?, ?, …` for `count` values.
+fn marks(count: usize) -> String {
+    vec!["?"; count].join(",")
+}
+
+impl AccessReads for SqliteRooms<'_> {
+    fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
+        let sql = format!(
+            "SELECT room_id, is_private FROM rooms WHERE created_at IS NOT NULL AND room_id IN ({})",
+            marks(room_ids.len())
+        );
+        let run = |s: &mut rusqlite::Statement<'_>| {
+            s.query_map(rusqlite::params_from_iter(room_ids), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+            })?
+            .collect()
+        };
+        // A batch usually holds one or a few rooms: those few shapes are cached; a long list is a
+        // one-off that would evict the hot statements.
+        if room_ids.len() <= 4 {
+            self.0.prepare_cached(&sql).and_then(|mut s| run(&mut s))
+        } else {
+            self.0.prepare(&sql).and_then(|mut s| run(&mut s))
+        }
+        .map_err(map_err)
+    }
+
+    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT username FROM room_members WHERE room_id = ? AND username IN ({})",
+            marks(names.len())
+        );
+        let values = std::iter::once(&room_id).chain(names);
+        self.0
+            .prepare(&sql)
+            .and_then(|mut s| {
+                s.query_map(rusqlite::params_from_iter(values), |r| r.get::<_, String>(0))?
+                    .collect()
+            })
+            .map_err(map_err)
+    }
+}
+
+impl RoomStatements for SqliteRooms<'_> {
+    fn room(&mut self, room_id: &str, _lock: RowLock) -> Result<Option<Room>, StoreError> {
+        self.0
+            .prepare_cached(&format!(
+                "SELECT {ROOM_COLUMNS} FROM rooms WHERE room_id = ?1 AND created_at IS NOT NULL"
+            ))
+            .and_then(|mut s| s.query_row(params![room_id], room_from_row).optional())
+            .map_err(map_err)
+    }
+
+    fn insert_room(&mut self, room: &NewRoom) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO rooms (room_id, name, is_private, owner, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    room.room_id,
+                    room.name,
+                    i64::from(room.private),
+                    room.owner,
+                    room.created_at_ms
+                ])
+            })
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    fn claim_open_room(&mut self, room: &NewRoom) -> Result<bool, StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE rooms SET name = ?2, is_private = ?3, owner = ?4, created_at = ?5
+                 WHERE room_id = ?1 AND created_at IS NULL",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    room.room_id,
+                    room.name,
+                    i64::from(room.private),
+                    room.owner,
+                    room.created_at_ms
+                ])
+            })
+            .map(|n| n == 1)
+            .map_err(map_err)
+    }
+
+    fn has_messages(&mut self, room_id: &str) -> Result<bool, StoreError> {
+        self.0
+            .prepare_cached("SELECT 1 FROM chat_messages WHERE room_id = ?1 LIMIT 1")
+            .and_then(|mut s| s.exists(params![room_id]))
+            .map_err(map_err)
+    }
+
+    fn members(&mut self, room_id: &str) -> Result<Vec<String>, StoreError> {
+        self.0
+            .prepare_cached("SELECT username FROM room_members WHERE room_id = ?1 ORDER BY joined_at, username")
+            .and_then(|mut s| s.query_map(params![room_id], |r| r.get::<_, String>(0))?.collect())
+            .map_err(map_err)
+    }
+
+    fn is_member(&mut self, room_id: &str, username: &str, _lock: RowLock) -> Result<bool, StoreError> {
+        self.0
+            .prepare_cached("SELECT 1 FROM room_members WHERE room_id = ?1 AND username = ?2")
+            .and_then(|mut s| s.exists(params![room_id, username]))
+            .map_err(map_err)
+    }
+
+    fn member_count(&mut self, room_id: &str) -> Result<i64, StoreError> {
+        self.0
+            .prepare_cached("SELECT COUNT(*) FROM room_members WHERE room_id = ?1")
+            .and_then(|mut s| s.query_row(params![room_id], |r| r.get(0)))
+            .map_err(map_err)
+    }
+
+    fn add_member(&mut self, room_id: &str, username: &str, joined_at_ms: i64) -> Result<bool, StoreError> {
+        self.0
+            .prepare_cached("INSERT OR IGNORE INTO room_members (room_id, username, joined_at) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![room_id, username, joined_at_ms]))
+            .map(|n| n == 1)
+            .map_err(map_err)
+    }
+
+    fn delete_member(&mut self, room_id: &str, username: &str) -> Result<bool, StoreError> {
+        self.0
+            .prepare_cached("DELETE FROM room_members WHERE room_id = ?1 AND username = ?2")
+            .and_then(|mut s| s.execute(params![room_id, username]))
+            .map(|n| n == 1)
+            .map_err(map_err)
+    }
+
+    fn set_owner(&mut self, room_id: &str, owner: Option<&str>) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE rooms SET owner = ?2 WHERE room_id = ?1")
+            .and_then(|mut s| s.execute(params![room_id, owner]))
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    fn user_exists(&mut self, username: &str) -> Result<bool, StoreError> {
+        self.0
+            .prepare_cached("SELECT 1 FROM users WHERE username = ?1")
+            .and_then(|mut s| s.exists(params![username]))
+            .map_err(map_err)
+    }
+
+    fn raise_read_mark(&mut self, room_id: &str, username: &str, last_read_id: i64) -> Result<i64, StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO room_read_marks (room_id, username, last_read_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (room_id, username)
+                 DO UPDATE SET last_read_id = MAX(last_read_id, excluded.last_read_id)
+                 RETURNING last_read_id",
+            )
+            .and_then(|mut s| s.query_row(params![room_id, username, last_read_id], |r| r.get(0)))
+            .map_err(map_err)
+    }
+
+    fn last_message_id(&mut self, room_id: &str) -> Result<Option<i64>, StoreError> {
+        self.0
+            .prepare_cached("SELECT MAX(id) FROM chat_messages WHERE room_id = ?1")
+            .and_then(|mut s| s.query_row(params![room_id], |r| r.get(0)))
+            .map_err(map_err)
+    }
+
+    fn count_after(&mut self, room_id: &str, after_id: i64, cap: i64) -> Result<i64, StoreError> {
+        self.0
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM chat_messages WHERE room_id = ?1 AND id > ?2 LIMIT ?3)",
+            )
+            .and_then(|mut s| s.query_row(params![room_id, after_id, cap], |r| r.get(0)))
+            .map_err(map_err)
+    }
+
+    fn visible_rooms(&mut self, username: &str, query: &RoomQuery) -> Result<Vec<RoomListRow>, StoreError> {
+        let cursor = if query.before.is_some() {
+            "AND r.room_id < ?3"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT r.room_id, r.name, r.is_private, r.owner, r.created_at,
+                (SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id),
+                (SELECT MAX(c.id) FROM chat_messages c WHERE c.room_id = r.room_id),
+                COALESCE((SELECT k.last_read_id FROM room_read_marks k
+                          WHERE k.room_id = r.room_id AND k.username = ?1), 0)
+             FROM rooms r
+             WHERE r.created_at IS NOT NULL {cursor}
+               AND (r.is_private = 0 OR EXISTS (SELECT 1 FROM room_members m2
+                                               WHERE m2.room_id = r.room_id AND m2.username = ?1))
+             ORDER BY r.room_id DESC LIMIT ?2"
+        );
+        let limit = i64::from(query.limit);
+        let row = |r: &Row<'_>| {
+            Ok(RoomListRow {
+                room: room_from_row(r)?,
+                member_count: r.get(5)?,
+                last_message_id: r.get(6)?,
+                read_mark: r.get(7)?,
+            })
+        };
+        self.0
+            .prepare_cached(&sql)
+            .and_then(|mut s| match &query.before {
+                Some(before) => s.query_map(params![username, limit, before], row)?.collect(),
+                None => s.query_map(params![username, limit], row)?.collect(),
+            })
+            .map_err(map_err)
+    }
+
+    fn messages_by_id(&mut self, ids: &[i64]) -> Result<Vec<ChatMessage>, StoreError> {
+        let sql = format!(
+            "SELECT id, room_id, sender, message, sent_at FROM chat_messages WHERE id IN ({})",
+            marks(ids.len())
+        );
+        self.0
+            .prepare(&sql)
+            .and_then(|mut s| s.query_map(rusqlite::params_from_iter(ids), chat_from_row)?.collect())
+            .map_err(map_err)
     }
 }
 
@@ -496,6 +794,96 @@ impl Backend for SqliteBackend {
                 .and_then(|mut s| s.exists(params![id, recipient]))
                 .map_err(map_err)
         })
+    }
+
+    fn room_access(&mut self, room_id: &str, username: &str, read: AccessRead) -> Result<RoomAccess, StoreError> {
+        match read {
+            AccessRead::Snapshot => rooms::access(&mut SqliteRooms(&self.conn), room_id, username, RowLock::None),
+            // Readers never wait in WAL mode: taking the writer lock is what waits for a
+            // creation or removal in progress.
+            AccessRead::Serialized => self.write(
+                |db| Ok((rooms::access(db, room_id, username, RowLock::Share)?, false)),
+                &mut || {},
+            ),
+        }
+    }
+
+    fn create_room(&mut self, room: &NewRoom, before_commit: &mut dyn FnMut()) -> Result<RoomDetail, StoreError> {
+        self.write(|db| Ok((rooms::create_room(db, room)?, true)), before_commit)
+    }
+
+    fn open_direct_room(
+        &mut self,
+        room: &NewRoom,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<DirectOutcome, StoreError> {
+        self.write(
+            |db| {
+                let outcome = rooms::open_direct(db, room)?;
+                let created = matches!(outcome, DirectOutcome::Created(_));
+                Ok((outcome, created))
+            },
+            before_commit,
+        )
+    }
+
+    fn room_detail(&mut self, room_id: &str, viewer: &str) -> Result<Option<RoomDetail>, StoreError> {
+        let tx = self.conn.transaction().map_err(map_err)?;
+        rooms::room_detail(&mut SqliteRooms(&tx), room_id, viewer)
+    }
+
+    fn invite_member(
+        &mut self,
+        room_id: &str,
+        inviter: &str,
+        username: &str,
+        now_ms: i64,
+        max_members: usize,
+    ) -> Result<InviteOutcome, StoreError> {
+        self.write(
+            |db| {
+                Ok((
+                    rooms::invite(db, room_id, inviter, username, now_ms, max_members)?,
+                    false,
+                ))
+            },
+            &mut || {},
+        )
+    }
+
+    fn remove_member(
+        &mut self,
+        room_id: &str,
+        by: &str,
+        username: &str,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<RemoveOutcome, StoreError> {
+        self.write(
+            |db| {
+                let outcome = rooms::remove(db, room_id, by, username)?;
+                let removed = outcome == RemoveOutcome::Removed;
+                Ok((outcome, removed))
+            },
+            before_commit,
+        )
+    }
+
+    fn mark_room_read(
+        &mut self,
+        room_id: &str,
+        username: &str,
+        last_read_id: i64,
+    ) -> Result<Option<ReadMark>, StoreError> {
+        self.write(
+            |db| Ok((rooms::mark_read(db, room_id, username, last_read_id)?, false)),
+            &mut || {},
+        )
+    }
+
+    fn list_rooms(&mut self, username: &str, query: &RoomQuery) -> Result<Vec<RoomSummary>, StoreError> {
+        // One read transaction: the page and its counts come from one snapshot.
+        let tx = self.conn.transaction().map_err(map_err)?;
+        rooms::list(&mut SqliteRooms(&tx), username, query)
     }
 }
 

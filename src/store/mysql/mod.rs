@@ -5,6 +5,7 @@
 
 mod errors;
 mod ids;
+mod rooms;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -19,8 +20,10 @@ use super::backend::{Backend, StoreError};
 use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
+use super::rooms::{self as room_rules, AccessReads, RowLock};
 use errors::map_err;
 use ids::{detect_id_allocation, insert_rows, IdAllocation};
+use rooms::MysqlRooms;
 use rows::{affected, all_rows, chat, first_row, notification, params, ChatRow, NotificationRow, NOTIFICATION_COLUMNS};
 
 /// A dead host should turn into a 503 quickly rather than hold a worker.
@@ -28,11 +31,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bounds one statement's round trip; a group commit of 500 rows is far below it.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Every session gets the same character set and strictness, whatever the server defaults are:
-/// utf8mb4 so emoji survive, strict so an over-long value fails instead of being truncated.
+/// Every session gets the same character set, strictness and isolation, whatever the server
+/// defaults are: utf8mb4 so emoji survive, strict so an over-long value fails instead of being
+/// truncated, REPEATABLE READ so a locking read of a room that does not exist yet locks the gap
+/// where it would go (READ COMMITTED takes no gap locks, and room creation would then race the
+/// chat path's authorization).
 const SESSION_INIT: &[&str] = &[
     "SET NAMES utf8mb4",
     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+    "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
 ];
 
 /// The columns of a new chat message, in [`message_values`] order.
@@ -86,15 +93,44 @@ impl MysqlBackend {
     }
 }
 
+impl MysqlBackend {
+    /// Runs `f` in a transaction, then `before_commit` if `f` says so, then commits. The room
+    /// rules lock the room's row first, so the transaction is ordered with every group commit of
+    /// that room.
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut MysqlRooms<'_, Transaction<'_>>) -> Result<(T, bool), StoreError>,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<T, StoreError> {
+        let mut tx = self.conn.start_transaction(TxOpts::default()).map_err(map_err)?;
+        let (value, announce) = f(&mut MysqlRooms(&mut tx))?;
+        if announce {
+            before_commit();
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(value)
+    }
+}
+
 /// A group commit's transaction; dropped on any early return, it sends ROLLBACK.
 struct ChatTx<'c> {
     tx: Transaction<'c>,
     ids: IdAllocation,
 }
 
+impl AccessReads for ChatTx<'_> {
+    fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
+        MysqlRooms(&mut self.tx).created_rooms(room_ids)
+    }
+
+    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
+        MysqlRooms(&mut self.tx).members_among(room_id, names)
+    }
+}
+
 impl ChatTransaction for ChatTx<'_> {
-    fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
-        let rows: Vec<Vec<Value>> = batch.iter().map(message_values).collect();
+    fn insert_messages(&mut self, batch: &[&NewChatMessage]) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<Vec<Value>> = batch.iter().map(|m| message_values(m)).collect();
         insert_rows(&mut self.tx, self.ids, "chat_messages", &CHAT_COLUMNS, &rows)
     }
 
@@ -325,6 +361,89 @@ impl Backend for MysqlBackend {
             )?;
             Ok(row.is_some())
         })
+    }
+
+    fn room_access(&mut self, room_id: &str, username: &str, read: AccessRead) -> Result<RoomAccess, StoreError> {
+        let lock = match read {
+            AccessRead::Snapshot => RowLock::None,
+            // A locking read waits for a creation or membership change holding the row (or the
+            // gap of a room being created), and reads the latest committed state.
+            AccessRead::Serialized => RowLock::Share,
+        };
+        room_rules::access(&mut MysqlRooms(&mut self.conn), room_id, username, lock)
+    }
+
+    fn create_room(&mut self, room: &NewRoom, before_commit: &mut dyn FnMut()) -> Result<RoomDetail, StoreError> {
+        self.write(|db| Ok((room_rules::create_room(db, room)?, true)), before_commit)
+    }
+
+    fn open_direct_room(
+        &mut self,
+        room: &NewRoom,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<DirectOutcome, StoreError> {
+        self.write(
+            |db| {
+                let outcome = room_rules::open_direct(db, room)?;
+                let created = matches!(outcome, DirectOutcome::Created(_));
+                Ok((outcome, created))
+            },
+            before_commit,
+        )
+    }
+
+    fn room_detail(&mut self, room_id: &str, viewer: &str) -> Result<Option<RoomDetail>, StoreError> {
+        room_rules::room_detail(&mut MysqlRooms(&mut self.conn), room_id, viewer)
+    }
+
+    fn invite_member(
+        &mut self,
+        room_id: &str,
+        inviter: &str,
+        username: &str,
+        now_ms: i64,
+        max_members: usize,
+    ) -> Result<InviteOutcome, StoreError> {
+        self.write(
+            |db| {
+                let outcome = room_rules::invite(db, room_id, inviter, username, now_ms, max_members)?;
+                Ok((outcome, false))
+            },
+            &mut || {},
+        )
+    }
+
+    fn remove_member(
+        &mut self,
+        room_id: &str,
+        by: &str,
+        username: &str,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<RemoveOutcome, StoreError> {
+        self.write(
+            |db| {
+                let outcome = room_rules::remove(db, room_id, by, username)?;
+                let removed = outcome == RemoveOutcome::Removed;
+                Ok((outcome, removed))
+            },
+            before_commit,
+        )
+    }
+
+    fn mark_room_read(
+        &mut self,
+        room_id: &str,
+        username: &str,
+        last_read_id: i64,
+    ) -> Result<Option<ReadMark>, StoreError> {
+        self.write(
+            |db| Ok((room_rules::mark_read(db, room_id, username, last_read_id)?, false)),
+            &mut || {},
+        )
+    }
+
+    fn list_rooms(&mut self, username: &str, query: &RoomQuery) -> Result<Vec<RoomSummary>, StoreError> {
+        room_rules::list(&mut MysqlRooms(&mut self.conn), username, query)
     }
 }
 

@@ -17,15 +17,16 @@ const MIGRATE_LOCK_TIMEOUT_S: i64 = 30;
 /// (the server default would make `Alice` and `alice`, or `bob` and `bob `, the same user).
 const SCHEMA: Schema = Schema {
     dialect: "mysql",
-    steps: &[&[
-        "CREATE TABLE IF NOT EXISTS users (
+    steps: &[
+        &[
+            "CREATE TABLE IF NOT EXISTS users (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             username VARCHAR(64) NOT NULL,
             password_hash VARCHAR(255) NOT NULL,
             created_at BIGINT NOT NULL,
             UNIQUE KEY users_username (username)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
-        "CREATE TABLE IF NOT EXISTS refresh_tokens (
+            "CREATE TABLE IF NOT EXISTS refresh_tokens (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             user_id BIGINT NOT NULL,
             token_hash VARCHAR(128) NOT NULL,
@@ -36,7 +37,7 @@ const SCHEMA: Schema = Schema {
             KEY refresh_tokens_family (family),
             CONSTRAINT refresh_tokens_user FOREIGN KEY (user_id) REFERENCES users (id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
-        "CREATE TABLE IF NOT EXISTS chat_messages (
+            "CREATE TABLE IF NOT EXISTS chat_messages (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             room_id VARCHAR(64) NOT NULL,
             sender VARCHAR(64) NOT NULL,
@@ -44,7 +45,7 @@ const SCHEMA: Schema = Schema {
             sent_at BIGINT NOT NULL,
             KEY chat_messages_room (room_id, id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
-        "CREATE TABLE IF NOT EXISTS notifications (
+            "CREATE TABLE IF NOT EXISTS notifications (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             recipient VARCHAR(64) NOT NULL,
             type VARCHAR(16) NOT NULL,
@@ -55,7 +56,34 @@ const SCHEMA: Schema = Schema {
             read_at BIGINT NULL,
             KEY notifications_recipient (recipient, id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
-    ]],
+        ],
+        &[
+            // Shared with the scale-out work, which owns `last_message_id`: whichever step runs
+            // second finds the table there. `created_at` NULL is an open room (a row the chat path
+            // made), set for a room created through the API.
+            "CREATE TABLE IF NOT EXISTS rooms (
+            room_id VARCHAR(64) NOT NULL PRIMARY KEY,
+            last_message_id BIGINT NOT NULL DEFAULT 0,
+            name VARCHAR(100) NULL,
+            is_private BOOLEAN NOT NULL DEFAULT FALSE,
+            owner VARCHAR(64) NULL,
+            created_at BIGINT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
+            "CREATE TABLE IF NOT EXISTS room_members (
+            room_id VARCHAR(64) NOT NULL,
+            username VARCHAR(64) NOT NULL,
+            joined_at BIGINT NOT NULL,
+            PRIMARY KEY (room_id, username),
+            KEY room_members_user (username, room_id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
+            "CREATE TABLE IF NOT EXISTS room_read_marks (
+            room_id VARCHAR(64) NOT NULL,
+            username VARCHAR(64) NOT NULL,
+            last_read_id BIGINT NOT NULL,
+            PRIMARY KEY (room_id, username)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
+        ],
+    ],
 };
 
 /// Brings the schema up to date. DDL cannot sit in a transaction, so a named lock keeps two

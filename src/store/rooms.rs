@@ -1,0 +1,377 @@
+//! The dialect-neutral rules of rooms and their members: who may enter a room, what creating a
+//! room, inviting, removing, opening a direct-message room and marking read check and write.
+//! Backends supply the statements ([`RoomStatements`]) and the transaction around them.
+//!
+//! Every change of who may enter a room runs in a transaction that holds the room's row (MySQL:
+//! the row or, for a room not created yet, the gap where it would go; SQLite: the one writer
+//! lock), and the chat group commit reads the same rows with a shared lock. So a message and a
+//! membership change of one room are ordered: the message commits before the change, or it is
+//! checked against the changed membership.
+
+use std::collections::{HashMap, HashSet};
+
+use super::backend::StoreError;
+use super::model::*;
+
+/// How a read locks the rows it reads (MySQL; SQLite serializes writers with its writer lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowLock {
+    /// A consistent read, taking no lock.
+    None,
+    /// `LOCK IN SHARE MODE`: waits for a writer of these rows, and keeps writers out until commit.
+    Share,
+    /// `FOR UPDATE`: one writer at a time.
+    Update,
+}
+
+/// One row of a room list page: the room, its member count, its newest message id and the
+/// reader's read mark.
+pub(crate) struct RoomListRow {
+    pub room: Room,
+    pub member_count: i64,
+    pub last_message_id: Option<i64>,
+    pub read_mark: i64,
+}
+
+/// The statements the room rules need, run inside the caller's transaction (or on the bare
+/// connection for reads).
+pub(crate) trait RoomStatements {
+    /// The room if it was created through the API (`created_at` set).
+    fn room(&mut self, room_id: &str, lock: RowLock) -> Result<Option<Room>, StoreError>;
+    /// Inserts the room's row; `Conflict` when the id has a row already.
+    fn insert_room(&mut self, room: &NewRoom) -> Result<(), StoreError>;
+    /// Turns an existing row of an open room (one the chat path created, `created_at` NULL) into
+    /// this room; false when the row is a created room already.
+    fn claim_open_room(&mut self, room: &NewRoom) -> Result<bool, StoreError>;
+    /// Whether any message was ever stored under the room's id.
+    fn has_messages(&mut self, room_id: &str) -> Result<bool, StoreError>;
+    /// The members, in the order they joined.
+    fn members(&mut self, room_id: &str) -> Result<Vec<String>, StoreError>;
+    fn is_member(&mut self, room_id: &str, username: &str, lock: RowLock) -> Result<bool, StoreError>;
+    fn member_count(&mut self, room_id: &str) -> Result<i64, StoreError>;
+    /// Adds a member; false when they were one already.
+    fn add_member(&mut self, room_id: &str, username: &str, joined_at_ms: i64) -> Result<bool, StoreError>;
+    /// Removes a member; false when they were not one.
+    fn delete_member(&mut self, room_id: &str, username: &str) -> Result<bool, StoreError>;
+    fn set_owner(&mut self, room_id: &str, owner: Option<&str>) -> Result<(), StoreError>;
+    fn user_exists(&mut self, username: &str) -> Result<bool, StoreError>;
+    /// Raises the user's read mark in the room to `last_read_id` (never lowers it); the mark now.
+    fn raise_read_mark(&mut self, room_id: &str, username: &str, last_read_id: i64) -> Result<i64, StoreError>;
+    /// The id of the room's newest message.
+    fn last_message_id(&mut self, room_id: &str) -> Result<Option<i64>, StoreError>;
+    /// How many of the room's messages have an id above `after_id`, counting at most `cap`.
+    fn count_after(&mut self, room_id: &str, after_id: i64, cap: i64) -> Result<i64, StoreError>;
+    /// A page of the rooms `username` sees (created public rooms and private ones they are in),
+    /// by id descending.
+    fn visible_rooms(&mut self, username: &str, query: &RoomQuery) -> Result<Vec<RoomListRow>, StoreError>;
+    /// The messages with these ids.
+    fn messages_by_id(&mut self, ids: &[i64]) -> Result<Vec<ChatMessage>, StoreError>;
+}
+
+/// What `username` may do with `room_id`, read with `lock`.
+pub(crate) fn access(
+    db: &mut impl RoomStatements,
+    room_id: &str,
+    username: &str,
+    lock: RowLock,
+) -> Result<RoomAccess, StoreError> {
+    let Some(room) = db.room(room_id, lock)? else {
+        // A direct-message id that was never opened is not an open room: anyone can compute
+        // one, and an eavesdropper must not be able to listen before the two people talk.
+        return Ok(if is_direct_room(room_id) {
+            RoomAccess::Outsider
+        } else {
+            RoomAccess::Open
+        });
+    };
+    if !room.private {
+        return Ok(RoomAccess::Public);
+    }
+    Ok(if db.is_member(room_id, username, lock)? {
+        RoomAccess::Member
+    } else {
+        RoomAccess::Outsider
+    })
+}
+
+/// The created room `room_id` as `viewer` may see it: `None` when it was never created or is
+/// private and `viewer` is not in it.
+fn visible_room(
+    db: &mut impl RoomStatements,
+    room_id: &str,
+    viewer: &str,
+    lock: RowLock,
+) -> Result<Option<Room>, StoreError> {
+    let Some(room) = db.room(room_id, lock)? else {
+        return Ok(None);
+    };
+    if room.private && !db.is_member(room_id, viewer, RowLock::None)? {
+        return Ok(None);
+    }
+    Ok(Some(room))
+}
+
+fn detail(db: &mut impl RoomStatements, room: Room) -> Result<RoomDetail, StoreError> {
+    let members = db.members(&room.room_id)?;
+    Ok(RoomDetail { room, members })
+}
+
+/// The room with its members, if `viewer` may see it.
+pub(crate) fn room_detail(
+    db: &mut impl RoomStatements,
+    room_id: &str,
+    viewer: &str,
+) -> Result<Option<RoomDetail>, StoreError> {
+    match visible_room(db, room_id, viewer, RowLock::None)? {
+        Some(room) => detail(db, room).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes a new room and its first members. The row is inserted first, so that from here on
+/// the chat path cannot commit to this id until the transaction ends; then an id under which
+/// open-room messages exist is refused (`Conflict`): a busy open room is never hidden after the
+/// fact. Direct-message ids skip that check (they were never open).
+pub(crate) fn create_room(db: &mut impl RoomStatements, new: &NewRoom) -> Result<RoomDetail, StoreError> {
+    match db.insert_room(new) {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            if !db.claim_open_room(new)? {
+                return Err(StoreError::Conflict);
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    if !is_direct_room(&new.room_id) && db.has_messages(&new.room_id)? {
+        return Err(StoreError::Conflict);
+    }
+    for member in &new.members {
+        db.add_member(&new.room_id, member, new.created_at_ms)?;
+    }
+    Ok(RoomDetail {
+        room: Room {
+            room_id: new.room_id.clone(),
+            name: new.name.clone(),
+            private: new.private,
+            owner: new.owner.clone(),
+            created_at_ms: new.created_at_ms,
+        },
+        members: new.members.clone(),
+    })
+}
+
+/// The direct-message room `new` (members: the caller first, then the other person) as it
+/// exists: created now, or found (with the caller back in it if they had left). Whether it was
+/// created is the second value; `None` when the other person does not exist.
+pub(crate) fn open_direct(db: &mut impl RoomStatements, new: &NewRoom) -> Result<DirectOutcome, StoreError> {
+    let (Some(caller), Some(other)) = (new.members.first(), new.members.get(1)) else {
+        return Err(StoreError::Other("a direct-message room needs two members".into()));
+    };
+    if !db.user_exists(other)? {
+        return Ok(DirectOutcome::UserNotFound);
+    }
+    if db.room(&new.room_id, RowLock::None)?.is_none() {
+        match create_room(db, new) {
+            Ok(created) => return Ok(DirectOutcome::Created(created)),
+            // Opened by the other side a moment ago: fall through to the existing room.
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(room) = db.room(&new.room_id, RowLock::None)? else {
+        return Err(StoreError::Other("direct-message room vanished".into()));
+    };
+    db.add_member(&new.room_id, caller, new.created_at_ms)?;
+    detail(db, room).map(DirectOutcome::Existing)
+}
+
+/// Invites `username` into `room_id` on behalf of `inviter` (who must own it), within
+/// `max_members`. The room's row is held for update, so two invitations cannot both take the
+/// last place.
+pub(crate) fn invite(
+    db: &mut impl RoomStatements,
+    room_id: &str,
+    inviter: &str,
+    username: &str,
+    joined_at_ms: i64,
+    max_members: usize,
+) -> Result<InviteOutcome, StoreError> {
+    let Some(room) = visible_room(db, room_id, inviter, RowLock::Update)? else {
+        return Ok(InviteOutcome::RoomNotFound);
+    };
+    if room.owner.as_deref() != Some(inviter) {
+        return Ok(InviteOutcome::NotOwner);
+    }
+    if !db.user_exists(username)? {
+        return Ok(InviteOutcome::UserNotFound);
+    }
+    if db.is_member(room_id, username, RowLock::None)? {
+        return detail(db, room).map(InviteOutcome::AlreadyMember);
+    }
+    let count = usize::try_from(db.member_count(room_id)?).unwrap_or(usize::MAX);
+    if count >= max_members {
+        return Ok(InviteOutcome::Full);
+    }
+    db.add_member(room_id, username, joined_at_ms)?;
+    detail(db, room).map(InviteOutcome::Added)
+}
+
+/// Removes `username` from `room_id` on behalf of `by` (the owner, or the member themself). An
+/// owner who leaves hands the room to the member who joined first after them (none left: no
+/// owner). The caller announces the removal and commits only on `Removed`.
+pub(crate) fn remove(
+    db: &mut impl RoomStatements,
+    room_id: &str,
+    by: &str,
+    username: &str,
+) -> Result<RemoveOutcome, StoreError> {
+    let Some(room) = visible_room(db, room_id, by, RowLock::Update)? else {
+        return Ok(RemoveOutcome::RoomNotFound);
+    };
+    let owner = room.owner.as_deref();
+    if owner != Some(by) && by != username {
+        return Ok(RemoveOutcome::NotAllowed);
+    }
+    if !db.delete_member(room_id, username)? {
+        return Ok(RemoveOutcome::NotMember);
+    }
+    if owner == Some(username) {
+        let heir = db.members(room_id)?.into_iter().next();
+        db.set_owner(room_id, heir.as_deref())?;
+    }
+    Ok(RemoveOutcome::Removed)
+}
+
+/// Raises `username`'s read mark in a room they may see to `last_read_id`, at most the room's
+/// newest message id; `None` when they may not see the room.
+pub(crate) fn mark_read(
+    db: &mut impl RoomStatements,
+    room_id: &str,
+    username: &str,
+    last_read_id: i64,
+) -> Result<Option<ReadMark>, StoreError> {
+    if visible_room(db, room_id, username, RowLock::None)?.is_none() {
+        return Ok(None);
+    }
+    let newest = db.last_message_id(room_id)?.unwrap_or(0);
+    let mark = db.raise_read_mark(room_id, username, last_read_id.clamp(0, newest))?;
+    let unread = db.count_after(room_id, mark, UNREAD_COUNT_CAP)?;
+    Ok(Some(ReadMark {
+        last_read_id: mark,
+        unread,
+    }))
+}
+
+/// A page of `username`'s room list, with each room's newest message and unread count.
+pub(crate) fn list(
+    db: &mut impl RoomStatements,
+    username: &str,
+    query: &RoomQuery,
+) -> Result<Vec<RoomSummary>, StoreError> {
+    let rows = db.visible_rooms(username, query)?;
+    let ids: Vec<i64> = rows.iter().filter_map(|r| r.last_message_id).collect();
+    let newest = if ids.is_empty() {
+        Vec::new()
+    } else {
+        db.messages_by_id(&ids)?
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let last_message = row
+            .last_message_id
+            .and_then(|id| newest.iter().find(|m| m.id == id).cloned());
+        let unread = match row.last_message_id {
+            Some(last) if last > row.read_mark => db.count_after(&row.room.room_id, row.read_mark, UNREAD_COUNT_CAP)?,
+            _ => 0,
+        };
+        out.push(RoomSummary {
+            room: row.room,
+            member_count: row.member_count,
+            last_message,
+            unread,
+        });
+    }
+    Ok(out)
+}
+
+/// The reads of the chat group commit's authorization, with shared locks (MySQL) inside its
+/// transaction.
+pub(crate) trait AccessReads {
+    /// The created rooms among `room_ids`, each with whether it is private.
+    fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError>;
+    /// The members of `room_id` among `names`.
+    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError>;
+}
+
+/// Which messages of a batch their senders may store, and which mentioned users may be told:
+/// the group commit's authorization, read with shared locks inside its transaction.
+#[derive(Debug, Default)]
+pub(crate) struct BatchAccess {
+    /// Created rooms of the batch: id → private.
+    rooms: HashMap<String, bool>,
+    /// For each private room of the batch, the senders and mentioned users who are members.
+    members: HashMap<String, HashSet<String>>,
+}
+
+impl BatchAccess {
+    /// Reads what the batch needs: which of its rooms were created (and whether private), and
+    /// for the private ones, which of the senders and mentioned users are members. Rooms are
+    /// asked for in sorted order, so concurrent batches lock them in one order.
+    pub(crate) fn read(
+        batch: &[NewChatMessage],
+        db: &mut impl AccessReads,
+        chunk: usize,
+    ) -> Result<BatchAccess, StoreError> {
+        let mut room_ids: Vec<&str> = batch.iter().map(|m| m.room_id.as_str()).collect();
+        room_ids.sort_unstable();
+        room_ids.dedup();
+        let mut access = BatchAccess::default();
+        for ids in room_ids.chunks(chunk.max(1)) {
+            access.rooms.extend(db.created_rooms(ids)?);
+        }
+        let mut private: Vec<&str> = access
+            .rooms
+            .iter()
+            .filter(|(_, private)| **private)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        private.sort_unstable();
+        for room in private {
+            let mut names: Vec<&str> = batch
+                .iter()
+                .filter(|m| m.room_id == room)
+                .flat_map(|m| std::iter::once(m.sender.as_str()).chain(m.mentions.iter().map(String::as_str)))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            let mut found = HashSet::new();
+            for some in names.chunks(chunk.max(1)) {
+                found.extend(db.members_among(room, some)?);
+            }
+            access.members.insert(room.to_owned(), found);
+        }
+        Ok(access)
+    }
+
+    fn is_member(&self, room_id: &str, username: &str) -> bool {
+        self.members.get(room_id).is_some_and(|m| m.contains(username))
+    }
+
+    /// Whether `username` may enter `room_id`.
+    pub(crate) fn allows(&self, room_id: &str, username: &str) -> bool {
+        match self.rooms.get(room_id) {
+            None => !is_direct_room(room_id),
+            Some(false) => true,
+            Some(true) => self.is_member(room_id, username),
+        }
+    }
+
+    /// Whether a mention of `username` in `room_id` may notify them: in a private room only a
+    /// member hears of it.
+    pub(crate) fn may_mention(&self, room_id: &str, username: &str) -> bool {
+        match self.rooms.get(room_id) {
+            Some(true) => self.is_member(room_id, username),
+            _ => true,
+        }
+    }
+}
