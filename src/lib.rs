@@ -4,7 +4,8 @@
 //! Layout, from the sockets down (each layer talks only to the ones below it):
 //!
 //! - `reactor`: the event loops; socket I/O and nothing else.
-//! - `api` (REST), `chat` (STOMP SEND → stored → broadcast), `notify` (notifications): the use
+//! - `api` (REST), `chat` (STOMP SEND → stored → broadcast), `notify` (notifications), `rooms`
+//!   (who may enter a room: the SUBSCRIBE check, direct-message ids, withdrawals): the use
 //!   cases, each calling the store and then publishing on the bus.
 //! - `http`, `stomp`, `sse`: sans-io protocol code (bytes and values in and out).
 //! - `bus`: reactor inboxes, who listens where, and the one publish entry point.
@@ -22,6 +23,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod reactor;
+pub mod rooms;
 pub mod shared;
 pub mod sse;
 pub mod stomp;

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub stomp_errors: AtomicU64,
     pub chat_messages_committed: AtomicU64,
     pub chat_messages_rejected: AtomicU64,
+    pub chat_messages_forbidden: AtomicU64,
+    pub room_subscribe_checks: AtomicU64,
+    pub room_subscribes_forbidden: AtomicU64,
+    pub room_subscriptions_revoked: AtomicU64,
     pub chat_batches_committed: AtomicU64,
     pub fanout_deliveries: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
@@ -88,7 +92,7 @@ impl Metrics {
             i64::try_from(queue_depth).unwrap_or(i64::MAX),
         );
         gauge("herald_store_up", "1 when the store answers.", i64::from(store_up));
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "herald_connections_accepted_total",
                 "Accepted TCP connections.",
@@ -123,6 +127,26 @@ impl Metrics {
                 "herald_chat_messages_rejected_total",
                 "Chat messages refused (validation or store).",
                 &self.chat_messages_rejected,
+            ),
+            (
+                "herald_chat_messages_forbidden_total",
+                "Chat messages refused because the sender is not a member of the private room.",
+                &self.chat_messages_forbidden,
+            ),
+            (
+                "herald_room_subscribe_checks_total",
+                "SUBSCRIBEs to a room checked against the store.",
+                &self.room_subscribe_checks,
+            ),
+            (
+                "herald_room_subscribes_forbidden_total",
+                "SUBSCRIBEs refused with ERROR forbidden.",
+                &self.room_subscribes_forbidden,
+            ),
+            (
+                "herald_room_subscriptions_revoked_total",
+                "Live room subscriptions ended by a removal or by the room becoming private.",
+                &self.room_subscriptions_revoked,
             ),
             (
                 "herald_chat_batches_committed_total",

@@ -14,6 +14,16 @@ pub enum Text {
     NotificationsListed,
     NotificationSent,
     NotificationMarkedRead,
+    RoomCreated,
+    RoomsListed,
+    RoomFound,
+    MemberInvited,
+    AlreadyMember,
+    MemberRemoved,
+    RoomLeft,
+    RoomMarkedRead,
+    DirectRoomCreated,
+    DirectRoomFound,
 
     // Authentication.
     AuthenticationRequired,
@@ -41,6 +51,12 @@ pub enum Text {
     UsernameTaken,
     RecipientNotFound,
     NotificationNotFound,
+    RoomNotFound,
+    UserNotFound,
+    MemberNotFound,
+    RoomExists,
+    RoomFull,
+    DirectWithYourself,
 
     // Request bodies and parameters.
     BodyNotJson,
@@ -61,9 +77,13 @@ pub enum Text {
     RoomIdRule,
     MessageBlank,
     MessageTooLong,
+    RoomNameRule,
+    RoomIdReserved,
 
     // Chat.
     MessageNotStored,
+    RoomForbidden,
+    RoomAccessRevoked,
 }
 
 impl Text {
@@ -78,6 +98,16 @@ impl Text {
             Text::NotificationsListed => "알림 목록 조회 성공",
             Text::NotificationSent => "알림 전송 성공",
             Text::NotificationMarkedRead => "알림 읽음 처리 성공",
+            Text::RoomCreated => "채팅방 생성 성공",
+            Text::RoomsListed => "채팅방 목록 조회 성공",
+            Text::RoomFound => "채팅방 조회 성공",
+            Text::MemberInvited => "멤버 초대 성공",
+            Text::AlreadyMember => "이미 채팅방 멤버입니다",
+            Text::MemberRemoved => "멤버 내보내기 성공",
+            Text::RoomLeft => "채팅방 나가기 성공",
+            Text::RoomMarkedRead => "채팅방 읽음 처리 성공",
+            Text::DirectRoomCreated => "1:1 대화방 생성 성공",
+            Text::DirectRoomFound => "1:1 대화방 조회 성공",
 
             Text::AuthenticationRequired => "인증이 필요합니다",
             Text::BadCredentials => "아이디 또는 비밀번호가 올바르지 않습니다",
@@ -103,6 +133,12 @@ impl Text {
             Text::UsernameTaken => "이미 사용 중인 사용자 이름입니다",
             Text::RecipientNotFound => "받는 사용자를 찾을 수 없습니다",
             Text::NotificationNotFound => "알림을 찾을 수 없습니다",
+            Text::RoomNotFound => "채팅방을 찾을 수 없습니다",
+            Text::UserNotFound => "사용자를 찾을 수 없습니다",
+            Text::MemberNotFound => "채팅방 멤버가 아닙니다",
+            Text::RoomExists => "이미 존재하는 채팅방입니다",
+            Text::RoomFull => "채팅방 인원이 가득 찼습니다",
+            Text::DirectWithYourself => "자기 자신과는 1:1 대화방을 만들 수 없습니다",
 
             Text::BodyNotJson => "요청 본문이 올바른 JSON이 아닙니다",
             Text::BodyInvalid => "요청 본문이 올바르지 않습니다",
@@ -121,8 +157,12 @@ impl Text {
             Text::RoomIdRule => "roomId은(는) 1~64자의 영문, 숫자, _ - 만 사용할 수 있습니다",
             Text::MessageBlank => "message은(는) 비어 있거나 공백으로만 이루어질 수 없습니다",
             Text::MessageTooLong => "message은(는) 허용된 최대 글자 수를 초과할 수 없습니다",
+            Text::RoomNameRule => "name은(는) 1~100자여야 하며 공백으로만 이루어질 수 없습니다",
+            Text::RoomIdReserved => "roomId은(는) dm- 으로 시작할 수 없습니다 (1:1 대화방 전용)",
 
             Text::MessageNotStored => "메시지를 저장할 수 없습니다. 잠시 후 다시 시도하세요",
+            Text::RoomForbidden => "이 채팅방에 참여할 권한이 없습니다",
+            Text::RoomAccessRevoked => "채팅방에서 내보내져 구독이 종료되었습니다",
         }
     }
 

@@ -1,5 +1,6 @@
 //! What is published once committed: chat messages and notifications, each serialized to the JSON
-//! clients see exactly once, however many subscribers and streams receive it.
+//! clients see exactly once, however many subscribers and streams receive it; and changes of who
+//! may enter a room, which end the subscriptions of those who may no longer.
 
 use crate::store::model::{ChatMessage, Notification};
 use crate::views::{to_json, ChatView, NotificationView};
@@ -44,11 +45,45 @@ impl NotificationEvent {
     }
 }
 
+/// A change of who may enter a room. Only withdrawals are published: a grant needs no live
+/// action (the next SUBSCRIBE or SEND is checked against the store), a withdrawal must end
+/// subscriptions at once on every reactor (and node).
+///
+/// Unlike chat events, a withdrawal is published while the transaction that makes it still
+/// holds the room, just before its commit: every message committed after the change is then
+/// published after it, so no subscriber it concerns can receive such a message first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// `user` may no longer enter `room` (removed, or left): their subscriptions to it stop.
+    Revoked { room: Box<str>, user: Box<str> },
+    /// `room` became private with only `members` in it (it was created so): every other
+    /// subscriber of it stops.
+    Restricted { room: Box<str>, members: Box<[Box<str>]> },
+}
+
+impl MembershipEvent {
+    /// The room concerned.
+    pub fn room(&self) -> &str {
+        match self {
+            MembershipEvent::Revoked { room, .. } | MembershipEvent::Restricted { room, .. } => room,
+        }
+    }
+
+    /// Whether `user` loses access to the room through this event.
+    pub fn withdraws(&self, user: &str) -> bool {
+        match self {
+            MembershipEvent::Revoked { user: u, .. } => &**u == user,
+            MembershipEvent::Restricted { members, .. } => !members.iter().any(|m| &**m == user),
+        }
+    }
+}
+
 /// Everything one store transaction made visible, in commit order.
 #[derive(Debug, Default)]
 pub struct Committed {
     pub chat: Vec<ChatEvent>,
     pub notifications: Vec<NotificationEvent>,
+    pub membership: Vec<MembershipEvent>,
 }
 
 impl Committed {
@@ -57,6 +92,7 @@ impl Committed {
         Committed {
             chat: messages.iter().map(ChatEvent::of).collect(),
             notifications: notifications.iter().map(NotificationEvent::of).collect(),
+            membership: Vec::new(),
         }
     }
 
@@ -65,6 +101,16 @@ impl Committed {
         Committed {
             chat: Vec::new(),
             notifications: vec![NotificationEvent::of(n)],
+            membership: Vec::new(),
+        }
+    }
+
+    /// One change of who may enter a room.
+    pub fn membership(event: MembershipEvent) -> Committed {
+        Committed {
+            chat: Vec::new(),
+            notifications: Vec::new(),
+            membership: vec![event],
         }
     }
 }

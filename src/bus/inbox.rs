@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::event::{ChatEvent, NotificationEvent};
+use super::event::{ChatEvent, MembershipEvent, NotificationEvent};
 use crate::chat::ChatAck;
 use crate::http::response::Response;
 
@@ -27,6 +27,14 @@ pub enum ReactorMsg {
     Notifications(Arc<[NotificationEvent]>),
     /// The fate of SENDs from sessions on this reactor.
     ChatAcks(Vec<ChatAck>),
+    /// Who may no longer enter which room, for users or rooms with listeners here.
+    Membership(Arc<[MembershipEvent]>),
+    /// The store's answer to a session's SUBSCRIBE to a room (`None`: the store could not tell).
+    RoomChecked {
+        token: usize,
+        room: Box<str>,
+        allowed: Option<bool>,
+    },
     /// A page of the notifications an SSE stream must replay before going live (`None`: the
     /// store failed).
     SseReplay {

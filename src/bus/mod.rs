@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-pub use event::{ChatEvent, Committed, NotificationEvent};
+pub use event::{ChatEvent, Committed, MembershipEvent, NotificationEvent};
 pub use inbox::{ConnRef, ReactorHandle, ReactorMsg};
 pub use interest::{Interest, InterestChange, Topic};
 
@@ -90,7 +90,8 @@ impl Bus {
     }
 
     /// Publishes what one transaction committed. Callers publish only after the commit
-    /// succeeded, and in commit order.
+    /// succeeded, and in commit order — except a [`MembershipEvent`], which is published just
+    /// before its transaction commits, while it still holds the room (see there why).
     pub fn publish(&self, committed: Committed) {
         match self.outlet {
             Outlet::Local => self.deliver(committed),
@@ -99,9 +100,14 @@ impl Bus {
 
     /// Hands committed events to this node's reactors that listen to them: each chat batch once to
     /// each reactor holding subscribers of any of its rooms, then each notification to the
-    /// reactors holding its recipient's streams and sessions.
+    /// reactors holding its recipient's streams and sessions, then each membership change to the
+    /// reactors holding the user it revokes (their sessions) or the room it restricts.
     pub fn deliver(&self, committed: Committed) {
-        let Committed { chat, notifications } = committed;
+        let Committed {
+            chat,
+            notifications,
+            membership,
+        } = committed;
         if !chat.is_empty() {
             let rooms: Vec<Topic> = chat.iter().map(|e| Topic::Room(e.room.clone())).collect();
             let mask = self.interest.reactors(&rooms);
@@ -111,6 +117,17 @@ impl Bus {
             let users: Vec<Topic> = notifications.iter().map(|n| Topic::User(n.recipient.clone())).collect();
             let mask = self.interest.reactors(&users);
             self.post_masked(mask, notifications, ReactorMsg::Notifications);
+        }
+        if !membership.is_empty() {
+            let topics: Vec<Topic> = membership
+                .iter()
+                .map(|m| match m {
+                    MembershipEvent::Revoked { user, .. } => Topic::User(user.clone()),
+                    MembershipEvent::Restricted { room, .. } => Topic::Room(room.clone()),
+                })
+                .collect();
+            let mask = self.interest.reactors(&topics);
+            self.post_masked(mask, membership, ReactorMsg::Membership);
         }
     }
 
@@ -179,6 +196,9 @@ mod tests {
                 ReactorMsg::Notifications(events) => {
                     format!("notes {:?}", events.iter().map(|e| e.id).collect::<Vec<_>>())
                 }
+                ReactorMsg::Membership(events) => {
+                    format!("membership {:?}", events.iter().map(|e| e.room()).collect::<Vec<_>>())
+                }
                 _ => "other".into(),
             })
             .collect()
@@ -193,6 +213,7 @@ mod tests {
         f.bus.publish(Committed {
             chat: vec![chat("a", 1), chat("b", 2), chat("nobody", 3)],
             notifications: vec![note("bob", 7), note("carol", 8)],
+            membership: Vec::new(),
         });
         // A reactor gets the whole batch once (it skips rooms it does not hold), chat first.
         assert_eq!(drained(&f.inboxes[0]), vec!["chat [1, 2, 3]"]);
@@ -202,7 +223,29 @@ mod tests {
         f.bus.publish(Committed {
             chat: vec![chat("zzz", 4)],
             notifications: vec![],
+            membership: Vec::new(),
         });
         assert!(f.inboxes.iter().all(|rx| rx.is_empty()));
+    }
+
+    #[test]
+    fn membership_changes_reach_the_revoked_user_and_the_restricted_room() {
+        let f = fixture(3);
+        f.bus.interest().join(0, Topic::User("bob".into()));
+        f.bus.interest().join(1, Topic::Room("secret".into()));
+        f.bus.publish(Committed::membership(MembershipEvent::Revoked {
+            room: "r".into(),
+            user: "bob".into(),
+        }));
+        assert_eq!(drained(&f.inboxes[0]), vec!["membership [\"r\"]"]);
+        assert!(drained(&f.inboxes[1]).is_empty() && drained(&f.inboxes[2]).is_empty());
+        let restricted = MembershipEvent::Restricted {
+            room: "secret".into(),
+            members: vec!["alice".into()].into(),
+        };
+        assert!(restricted.withdraws("bob") && !restricted.withdraws("alice"));
+        f.bus.publish(Committed::membership(restricted));
+        assert_eq!(drained(&f.inboxes[1]), vec!["membership [\"secret\"]"]);
+        assert!(drained(&f.inboxes[0]).is_empty() && drained(&f.inboxes[2]).is_empty());
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! 1. [`accept`] validates the body `{"roomId","message"}` on the reactor and finds the mentions;
 //! 2. [`writer`] queues it on the shard that owns its room, group-commits it with the mention
-//!    notifications, publishes the committed batch on the bus, and only then answers the sender
-//!    ([`ChatAck`]): a RECEIPT, or an error on `/user/queue/errors`.
+//!    notifications — refusing, inside the same transaction, a message whose sender may not
+//!    enter its private room — publishes the committed batch on the bus, and only then answers
+//!    the sender ([`ChatAck`]): a RECEIPT, or an error on `/user/queue/errors`.
 
 pub mod writer;
 
@@ -28,6 +29,8 @@ pub enum ChatError {
     Malformed(Text),
     /// A field breaks its rule (`field`, why): fix the input.
     Invalid { field: &'static str, reason: &'static str },
+    /// The room is private and the sender is not a member: nothing was stored.
+    Forbidden,
     /// The store is down or the shard queue is full: retry later.
     Unavailable,
     /// The store failed otherwise: nothing was stored.
@@ -39,6 +42,7 @@ impl ChatError {
     pub fn code(&self) -> &'static str {
         match self {
             ChatError::Malformed(_) | ChatError::Invalid { .. } => "INVALID_REQUEST",
+            ChatError::Forbidden => "FORBIDDEN",
             ChatError::Unavailable => "SERVICE_UNAVAILABLE",
             ChatError::Internal => "INTERNAL_ERROR",
         }
@@ -49,6 +53,7 @@ impl ChatError {
         match self {
             ChatError::Malformed(text) => text.ko().to_owned(),
             ChatError::Invalid { field, reason } => format!("{field}: {reason}"),
+            ChatError::Forbidden => Text::RoomForbidden.ko().to_owned(),
             ChatError::Unavailable => Text::MessageNotStored.ko().to_owned(),
             ChatError::Internal => Text::InternalError.ko().to_owned(),
         }
@@ -202,6 +207,7 @@ mod tests {
 
     #[test]
     fn store_failures_have_their_codes() {
+        assert_eq!(ChatError::Forbidden.code(), "FORBIDDEN");
         assert_eq!(ChatError::Unavailable.code(), "SERVICE_UNAVAILABLE");
         assert_eq!(
             ChatError::Unavailable.message(),

@@ -100,13 +100,14 @@ fn shard_loop(rx: &Receiver<ChatJob>, mut worker: Worker, bus: &Bus, max_batch: 
                 .map(|j| std::mem::replace(&mut j.message, empty_message())),
         );
         let outcome = commit_and_publish(&mut worker, bus, &messages);
-        answer(bus, batch.drain(..), &outcome);
+        answer(bus, batch.drain(..), outcome);
         in_flight.fetch_sub(messages.len(), Ordering::AcqRel);
     }
 }
 
-/// Commits one batch and, once it is durable, publishes it.
-fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage]) -> Result<(), ChatError> {
+/// Commits one batch and, once it is durable, publishes it. `Ok` holds the positions of the
+/// messages refused because their senders may not enter their rooms.
+fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage]) -> Result<Vec<usize>, ChatError> {
     let committed = worker.with(|db| db.commit_chat(messages));
     let metrics = worker.metrics();
     match committed {
@@ -114,12 +115,17 @@ fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage
             metrics
                 .chat_messages_committed
                 .fetch_add(committed.messages.len() as u64, Ordering::Relaxed);
+            metrics
+                .chat_messages_forbidden
+                .fetch_add(committed.refused.len() as u64, Ordering::Relaxed);
             metrics.chat_batches_committed.fetch_add(1, Ordering::Relaxed);
             metrics
                 .notifications_created
                 .fetch_add(committed.notifications.len() as u64, Ordering::Relaxed);
-            bus.publish(Committed::of(&committed.messages, &committed.notifications));
-            Ok(())
+            if !committed.messages.is_empty() {
+                bus.publish(Committed::of(&committed.messages, &committed.notifications));
+            }
+            Ok(committed.refused)
         }
         Err(e) => {
             metrics
@@ -135,17 +141,28 @@ fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage
 
 /// Tells each sender its SEND's fate, one inbox message per origin reactor. Posted after the
 /// publish on the same FIFO inboxes, so a subscribed sender sees its MESSAGE before its RECEIPT.
-fn answer(bus: &Bus, jobs: impl Iterator<Item = ChatJob>, outcome: &Result<(), ChatError>) {
+/// `outcome` is the batch's: the positions it refused, or why nothing was stored.
+fn answer(bus: &Bus, jobs: impl Iterator<Item = ChatJob>, outcome: Result<Vec<usize>, ChatError>) {
     let mut acks: HashMap<usize, Vec<ChatAck>> = HashMap::new();
-    for job in jobs {
+    let (failed, refused) = match outcome {
+        Ok(refused) => (None, refused),
+        Err(e) => (Some(e), Vec::new()),
+    };
+    let mut refused = refused.into_iter().peekable();
+    for (i, job) in jobs.enumerate() {
+        let this = match &failed {
+            Some(e) => Err(e.clone()),
+            None if refused.next_if_eq(&i).is_some() => Err(ChatError::Forbidden),
+            None => Ok(()),
+        };
         // Without a receipt a committed SEND needs no answer; a failure is always reported.
-        if job.receipt.is_none() && outcome.is_ok() {
+        if job.receipt.is_none() && this.is_ok() {
             continue;
         }
         acks.entry(job.origin.reactor).or_default().push(ChatAck {
             token: job.origin.token,
             receipt: job.receipt,
-            outcome: outcome.clone(),
+            outcome: this,
         });
     }
     for (reactor, acks) in acks {

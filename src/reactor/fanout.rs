@@ -14,13 +14,16 @@ use tungstenite::Message;
 use super::conn::Conn;
 use super::ws::{queue, Queued};
 use super::Reactor;
-use crate::bus::{ChatEvent, Interest, NotificationEvent, Topic};
+use crate::bus::{ChatEvent, Interest, MembershipEvent, NotificationEvent, Topic};
 use crate::stomp::outbound;
 
 /// A subscriber of a room on this reactor.
 struct RoomSub {
     token: usize,
     subscription: Rc<str>,
+    /// Listed while its SUBSCRIBE waits for the room check: it gets no messages yet, but a
+    /// withdrawal of the room reaches it.
+    pending: bool,
 }
 
 /// The room and user indexes of one reactor.
@@ -33,6 +36,8 @@ pub(super) struct Listeners {
 }
 
 impl Listeners {
+    /// Lists a subscription under a room: `pending` while its check runs, live otherwise. A
+    /// pending entry of the same subscription becomes live.
     pub(super) fn join_room(
         &mut self,
         interest: &Interest,
@@ -40,15 +45,35 @@ impl Listeners {
         token: usize,
         room: &str,
         subscription: &str,
+        pending: bool,
     ) {
         let subs = self.rooms.entry(room.into()).or_default();
         if subs.is_empty() {
             interest.join(reactor, Topic::Room(room.into()));
         }
-        subs.push(RoomSub {
-            token,
-            subscription: subscription.into(),
-        });
+        let listed = subs
+            .iter_mut()
+            .find(|s| s.token == token && &*s.subscription == subscription);
+        match listed {
+            Some(sub) => sub.pending = pending,
+            None => subs.push(RoomSub {
+                token,
+                subscription: subscription.into(),
+                pending,
+            }),
+        }
+    }
+
+    /// The connections listed under a room (live or pending), each once.
+    fn room_tokens(&self, room: &str) -> Vec<usize> {
+        let mut tokens: Vec<usize> = self
+            .rooms
+            .get(room)
+            .map(|subs| subs.iter().map(|s| s.token).collect())
+            .unwrap_or_default();
+        tokens.sort_unstable();
+        tokens.dedup();
+        tokens
     }
 
     pub(super) fn leave_room(
@@ -97,7 +122,16 @@ impl Listeners {
 impl Reactor {
     pub(super) fn join_room(&mut self, token: usize, room: &str, subscription: &str) {
         let interest = self.shared.bus.interest();
-        self.listeners.join_room(interest, self.id, token, room, subscription);
+        self.listeners
+            .join_room(interest, self.id, token, room, subscription, false);
+    }
+
+    /// Lists a SUBSCRIBE waiting for its room check under the room (joining the room's topic on
+    /// the bus), so that a withdrawal announced while the check runs reaches the session.
+    pub(super) fn hold_room(&mut self, token: usize, room: &str, subscription: &str) {
+        let interest = self.shared.bus.interest();
+        self.listeners
+            .join_room(interest, self.id, token, room, subscription, true);
     }
 
     pub(super) fn leave_room(&mut self, token: usize, room: &str, subscription: &str) {
@@ -134,7 +168,7 @@ impl Reactor {
                 let Conn::Ws(c) = &mut slot.conn else {
                     continue;
                 };
-                if c.closing {
+                if c.closing || sub.pending {
                     continue;
                 }
                 let bytes = match cache.iter().find(|(id, _)| **id == *sub.subscription) {
@@ -168,6 +202,21 @@ impl Reactor {
         metrics.stomp_frames_out.fetch_add(delivered, Ordering::Relaxed);
         for token in slow {
             self.slow_consumer(token);
+        }
+    }
+
+    /// Applies withdrawals of room access to the sessions here they concern: each session of a
+    /// revoked user, each session listening (or waiting to listen) to a restricted room whose
+    /// user is not among its members.
+    pub(super) fn membership_changed(&mut self, events: &[MembershipEvent]) {
+        for event in events {
+            let tokens = match event {
+                MembershipEvent::Revoked { user, .. } => self.listeners.users.get(user).cloned().unwrap_or_default(),
+                MembershipEvent::Restricted { room, .. } => self.listeners.room_tokens(room),
+            };
+            for token in tokens {
+                self.withdraw_room(token, event);
+            }
         }
     }
 

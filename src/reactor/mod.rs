@@ -5,7 +5,8 @@
 //!
 //! 1. **poll** — wait for readiness, at most until the next timer tick;
 //! 2. **readiness** — accept, read and parse, run handlers, queue output;
-//! 3. **inbox** — worker replies, committed chat batches, notifications, receipts;
+//! 3. **inbox** — worker replies, committed chat batches, notifications, receipts, room checks
+//!    and withdrawals of room access;
 //! 4. **flush** — write every connection that got output during this pass, once;
 //! 5. **timers** — header and idle timeouts, heart-beats, token expiry, SSE pings (every 250 ms);
 //! 6. **shutdown** — once signalled: stop accepting, say goodbye, exit by the deadline.
@@ -281,6 +282,8 @@ impl Reactor {
                 ReactorMsg::Chat(events) => self.deliver_chat(&events),
                 ReactorMsg::Notifications(events) => self.deliver_notifications(&events),
                 ReactorMsg::ChatAcks(acks) => self.chat_acks(acks),
+                ReactorMsg::Membership(events) => self.membership_changed(&events),
+                ReactorMsg::RoomChecked { token, room, allowed } => self.room_checked(token, &room, allowed),
                 ReactorMsg::SseReplay { token, replay } => self.sse_replay(token, replay),
             }
         }

@@ -9,6 +9,7 @@ use tungstenite::{Error as WsError, Message};
 
 use super::conn::{Conn, Flush, WsConn};
 use super::{Reactor, READ_BUDGET};
+use crate::bus::MembershipEvent;
 use crate::chat::{self, ChatAck, StompHost};
 use crate::stomp::decoder::Flow;
 use crate::stomp::frame::{Command, Frame};
@@ -119,7 +120,9 @@ impl Reactor {
             let Some(c) = ws_in(&mut self.slots, token) else {
                 return;
             };
-            if c.closing {
+            // A SUBSCRIBE waiting for its room check holds what follows it: read nothing more
+            // until it is answered (`room_checked` resumes reading).
+            if c.closing || c.session.is_waiting() {
                 return;
             }
             let payload = match read_one(c) {
@@ -177,6 +180,18 @@ impl Reactor {
                     }
                     self.index_user(&username, token);
                 }
+                Action::CheckRoom { room, subscription } => {
+                    self.hold_room(token, &room, &subscription);
+                    let origin = self.conn_ref(token);
+                    let asked = match self.ws_conn(token).and_then(|c| c.user.clone()) {
+                        Some(user) => crate::rooms::check_subscription(&self.shared, origin, &user, &room).is_ok(),
+                        None => false,
+                    };
+                    if !asked {
+                        // The store is down or its queue is full: answered at once, like a failed check.
+                        closing |= self.resolve_room_check(token, &room, None);
+                    }
+                }
                 Action::JoinRoom { room, subscription } => self.join_room(token, &room, &subscription),
                 Action::LeaveRoom { room, subscription } => self.leave_room(token, &room, &subscription),
                 Action::Publish { send, receipt } => {
@@ -205,6 +220,60 @@ impl Reactor {
             }
         }
         closing
+    }
+
+    /// The store's answer to a session's room SUBSCRIBE; the session runs the frames it held
+    /// and, unless it waits again or closes, reading resumes.
+    pub(super) fn room_checked(&mut self, token: usize, room: &str, allowed: Option<bool>) {
+        if self.resolve_room_check(token, room, allowed) {
+            return;
+        }
+        if self
+            .ws_conn(token)
+            .is_some_and(|c| !c.session.is_waiting() && !c.closing)
+        {
+            self.read_again.push(token);
+        }
+    }
+
+    /// Hands a room check's answer to the session and applies what follows. True when the
+    /// session is closing.
+    fn resolve_room_check(&mut self, token: usize, room: &str, allowed: Option<bool>) -> bool {
+        if allowed == Some(false) {
+            self.shared
+                .metrics
+                .room_subscribes_forbidden
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let mut actions = Actions::new();
+        let Some(c) = ws_in(&mut self.slots, token) else {
+            return true;
+        };
+        let (shared, session) = (&self.shared, &mut c.session);
+        let mut host = StompHost::new(shared);
+        session.room_checked(room, allowed, &shared.session, &mut host, &mut actions);
+        self.run_actions(token, &mut actions)
+    }
+
+    /// Ends this session's subscriptions to a room its user may no longer enter.
+    pub(super) fn withdraw_room(&mut self, token: usize, event: &MembershipEvent) {
+        let mut actions = Actions::new();
+        let Some(c) = self.ws_conn(token) else {
+            return;
+        };
+        let Some(user) = c.user.as_deref() else {
+            return;
+        };
+        if !event.withdraws(user) {
+            return;
+        }
+        if c.session.room_access_withdrawn(event.room(), &mut actions) {
+            self.shared
+                .metrics
+                .room_subscriptions_revoked
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.run_actions(token, &mut actions);
     }
 
     pub(super) fn ws_send(&mut self, token: usize, f: &Frame) {

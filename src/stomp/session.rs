@@ -3,6 +3,8 @@
 //! builds every frame the session sends. What a SEND body means is the application's business,
 //! asked through [`Host`]; the session speaks only its own types.
 
+mod access;
+
 use super::frame::{Command, Frame};
 use crate::auth::validate;
 
@@ -74,6 +76,10 @@ pub enum Action<S> {
     Send(Frame),
     /// CONNECT succeeded: the session belongs to this user from now on.
     Authenticated { username: String },
+    /// Ask the store whether the user may enter this room, and list the subscription under the
+    /// room as pending meanwhile (so that a withdrawal reaches it); answer with
+    /// [`Session::room_checked`].
+    CheckRoom { room: String, subscription: String },
     /// The session now listens to this room (add it to the room index).
     JoinRoom { room: String, subscription: String },
     /// The session stopped listening to this room.
@@ -96,6 +102,8 @@ enum State {
 pub struct Session {
     state: State,
     subscriptions: Vec<Subscription>,
+    /// A room SUBSCRIBE waiting for its check, and the frames held behind it (`access.rs`).
+    gate: access::RoomGate,
     /// Interval at which the server must send something (0: never), negotiated at CONNECT.
     pub send_heartbeat_ms: u64,
     /// Interval at which the client promised to send something (0: not checked).
@@ -116,6 +124,7 @@ impl Session {
         Session {
             state: State::AwaitingConnect,
             subscriptions: Vec::new(),
+            gate: access::RoomGate::default(),
             send_heartbeat_ms: 0,
             expect_heartbeat_ms: 0,
             next_message_id: 0,
@@ -185,6 +194,9 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
+        if self.is_waiting() {
+            return self.hold(frame);
+        }
         let receipt = frame.header("receipt").map(str::to_owned);
         match (&self.state, frame.command) {
             (State::AwaitingConnect, Command::Connect | Command::Stomp) => self.connect(&frame, cfg, host, out),
@@ -227,6 +239,7 @@ impl Session {
 
     /// Forgets every room (the connection is going away).
     pub fn leave_all<S>(&mut self, out: &mut Out<S>) {
+        self.drop_pending(out);
         for s in self.subscriptions.drain(..) {
             if let Destination::Room(room) = s.destination {
                 out.push(Action::LeaveRoom {
@@ -334,11 +347,9 @@ impl Session {
                 out,
             );
         }
-        if let Destination::Room(room) = &destination {
-            out.push(Action::JoinRoom {
-                room: room.clone(),
-                subscription: id.to_owned(),
-            });
+        if let Destination::Room(room) = destination {
+            // Takes effect once the store says the user may enter the room (`access.rs`).
+            return self.check_room(id, room, receipt, out);
         }
         self.subscriptions.push(Subscription {
             id: id.to_owned(),
@@ -453,7 +464,7 @@ pub fn parse_destination(destination: &str) -> Result<Destination, &'static str>
 mod tests {
     use super::*;
 
-    fn cfg() -> SessionConfig {
+    pub(super) fn cfg() -> SessionConfig {
         SessionConfig {
             max_subscriptions: 2,
             heartbeat_ms: 10_000,
@@ -463,7 +474,7 @@ mod tests {
 
     /// A host whose tokens all belong to alice (or are all refused), and which accepts every SEND
     /// body except `bad`, handing back (sender, body).
-    struct TestHost {
+    pub(super) struct TestHost {
         refuse: Option<&'static str>,
     }
 
@@ -492,13 +503,13 @@ mod tests {
         }
     }
 
-    fn alice() -> TestHost {
+    pub(super) fn alice() -> TestHost {
         TestHost { refuse: None }
     }
 
-    type Out = Vec<Action<(String, Vec<u8>)>>;
+    pub(super) type Out = Vec<Action<(String, Vec<u8>)>>;
 
-    fn connected() -> Session {
+    pub(super) fn connected() -> Session {
         let mut s = Session::new();
         let mut out: Out = Vec::new();
         let connect = Frame::new(Command::Connect)
@@ -509,7 +520,7 @@ mod tests {
         s
     }
 
-    fn sent(out: &Out) -> Vec<&Frame> {
+    pub(super) fn sent(out: &Out) -> Vec<&Frame> {
         out.iter()
             .filter_map(|a| match a {
                 Action::Send(f) => Some(f),
@@ -587,7 +598,10 @@ mod tests {
                 .with_header("receipt", format!("r-{id}"))
         };
         s.on_frame(sub("0", "/topic/chat.room-1"), &cfg(), &mut alice(), &mut out);
-        assert!(matches!(&out[0], Action::JoinRoom { room, .. } if room == "room-1"));
+        assert!(matches!(&out[0], Action::CheckRoom { room, .. } if room == "room-1"));
+        assert!(sent(&out).is_empty(), "no RECEIPT before the check");
+        s.room_checked("room-1", Some(true), &cfg(), &mut alice(), &mut out);
+        assert!(matches!(&out[1], Action::JoinRoom { room, .. } if room == "room-1"));
         assert_eq!(sent(&out)[0].header("receipt-id"), Some("r-0"));
         s.on_frame(sub("1", ERRORS_QUEUE), &cfg(), &mut alice(), &mut out);
         out.clear();
