@@ -35,6 +35,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub chat: ChatConfig,
     pub notifications: NotificationsConfig,
+    pub rooms: RoomsConfig,
     pub cluster: ClusterConfig,
 }
 
@@ -104,6 +105,14 @@ pub struct NotificationsConfig {
     pub replay_limit: u32,
 }
 
+/// `[rooms]`: rooms created through the API (SPEC §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Most members of one created room (private or public); an invitation beyond it is 409.
+    pub max_members: usize,
+}
+
 /// `[cluster]`: scale-out over Redis pub/sub.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -121,6 +130,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             chat: ChatConfig::default(),
             notifications: NotificationsConfig::default(),
+            rooms: RoomsConfig::default(),
             cluster: ClusterConfig::default(),
         }
     }
@@ -195,6 +205,12 @@ impl Default for NotificationsConfig {
             direct_per_sender_per_minute: 60,
             replay_limit: 1000,
         }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig { max_members: 1000 }
     }
 }
 
@@ -288,6 +304,9 @@ impl Config {
         if self.chat.max_subscriptions == 0 || self.chat.max_message_chars == 0 {
             return invalid("chat.max_subscriptions and chat.max_message_chars must be at least 1");
         }
+        if self.rooms.max_members < 2 {
+            return invalid("rooms.max_members must be at least 2 (a direct-message room has two)");
+        }
         if self.notifications.ping_interval_ms < 100 {
             return invalid("notifications.ping_interval_ms must be >= 100");
         }
@@ -363,6 +382,12 @@ mod tests {
         assert!(!c.dev);
         assert_eq!(c.chat.max_subscriptions, 5);
         assert_eq!(c.chat.max_frame_bytes, 65536, "unset keys keep defaults");
+        let rooms = Config::from_toml("[rooms]\nmax_members = 3\n").expect("parse");
+        assert_eq!(rooms.rooms.max_members, 3);
+        assert_eq!(Config::default().rooms.max_members, 1000);
+        let mut tiny = Config::default();
+        tiny.rooms.max_members = 1;
+        assert!(tiny.validate().is_err());
         assert!(
             Config::from_toml("[server]\nbnid = \"x\"\n").is_err(),
             "typos are reported"

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::clock::iso8601_millis;
-use crate::store::model::{ChatMessage, Notification, User};
+use crate::store::model::{ChatMessage, Notification, ReadMark, Room, RoomDetail, RoomSummary, User};
 
 /// `{"id":1,"roomId":"room-1","sender":"alice","message":"hi","sentAt":"2025-08-14T14:55:00.000Z"}`
 #[derive(Serialize)]
@@ -74,6 +74,97 @@ impl<'a> From<&'a User> for UserView<'a> {
     }
 }
 
+/// `{"roomId","name","private","owner","createdAt"}`: a room created through the API.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomView<'a> {
+    pub room_id: &'a str,
+    pub name: Option<&'a str>,
+    pub private: bool,
+    pub owner: Option<&'a str>,
+    pub created_at: String,
+}
+
+impl<'a> From<&'a Room> for RoomView<'a> {
+    fn from(r: &'a Room) -> Self {
+        RoomView {
+            room_id: &r.room_id,
+            name: r.name.as_deref(),
+            private: r.private,
+            owner: r.owner.as_deref(),
+            created_at: iso8601_millis(r.created_at_ms),
+        }
+    }
+}
+
+/// A room and its `members` (usernames, in the order they joined).
+#[derive(Serialize)]
+pub struct RoomDetailView<'a> {
+    #[serde(flatten)]
+    pub room: RoomView<'a>,
+    pub members: &'a [String],
+}
+
+impl<'a> From<&'a RoomDetail> for RoomDetailView<'a> {
+    fn from(d: &'a RoomDetail) -> Self {
+        RoomDetailView {
+            room: RoomView::from(&d.room),
+            members: &d.members,
+        }
+    }
+}
+
+/// A room in a user's list: with `memberCount`, `lastMessage` (the seed's message shape, or
+/// null) and `unread`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomSummaryView<'a> {
+    #[serde(flatten)]
+    pub room: RoomView<'a>,
+    pub member_count: i64,
+    pub last_message: Option<ChatView<'a>>,
+    pub unread: i64,
+}
+
+impl<'a> From<&'a RoomSummary> for RoomSummaryView<'a> {
+    fn from(s: &'a RoomSummary) -> Self {
+        RoomSummaryView {
+            room: RoomView::from(&s.room),
+            member_count: s.member_count,
+            last_message: s.last_message.as_ref().map(ChatView::from),
+            unread: s.unread,
+        }
+    }
+}
+
+/// `{"roomId","lastReadId","unread"}`: a read mark after `POST /rooms/{roomId}/read`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadMarkView<'a> {
+    pub room_id: &'a str,
+    pub last_read_id: i64,
+    pub unread: i64,
+}
+
+impl<'a> ReadMarkView<'a> {
+    /// The mark of `room_id`.
+    pub fn of(room_id: &'a str, mark: &ReadMark) -> Self {
+        ReadMarkView {
+            room_id,
+            last_read_id: mark.last_read_id,
+            unread: mark.unread,
+        }
+    }
+}
+
+/// `{"roomId","username"}`: who left or was removed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipView<'a> {
+    pub room_id: &'a str,
+    pub username: &'a str,
+}
+
 /// Serializes a view once, for every subscriber or stream that receives it.
 pub fn to_json<T: Serialize>(value: &T) -> Box<str> {
     // Serializing these plain structs cannot fail (string keys, no maps with non-string keys).
@@ -96,6 +187,36 @@ mod tests {
         assert_eq!(
             &*to_json(&ChatView::from(&m)),
             r#"{"id":1,"roomId":"room-1","sender":"alice","message":"hi","sentAt":"2025-08-14T14:55:00.000Z"}"#
+        );
+    }
+
+    #[test]
+    fn room_json_shapes() {
+        let room = Room {
+            room_id: "team".into(),
+            name: Some("팀".into()),
+            private: true,
+            owner: Some("alice".into()),
+            created_at_ms: 1_755_183_300_000,
+        };
+        assert_eq!(
+            &*to_json(&RoomView::from(&room)),
+            r#"{"roomId":"team","name":"팀","private":true,"owner":"alice","createdAt":"2025-08-14T14:55:00.000Z"}"#
+        );
+        let detail = RoomDetail {
+            room: room.clone(),
+            members: vec!["alice".into(), "bob".into()],
+        };
+        assert!(to_json(&RoomDetailView::from(&detail))
+            .ends_with(r#""createdAt":"2025-08-14T14:55:00.000Z","members":["alice","bob"]}"#));
+        let summary = RoomSummary {
+            room,
+            member_count: 2,
+            last_message: None,
+            unread: 0,
+        };
+        assert!(
+            to_json(&RoomSummaryView::from(&summary)).ends_with(r#""memberCount":2,"lastMessage":null,"unread":0}"#)
         );
     }
 

@@ -1,4 +1,4 @@
-//! The REST use cases of SPEC §3 and §5, one file per resource. Each handler checks what it can
+//! The REST use cases of SPEC §3, §5 and §8, one file per resource. Each handler checks what it can
 //! on the reactor (routing, JSON, validation, JWT, rate limits) and runs the rest — store calls
 //! and argon2 — as one job on a worker, whose [`Response`] travels back over the bus to the
 //! waiting connection.
@@ -7,6 +7,7 @@ pub mod auth;
 mod history;
 pub mod notifications;
 mod ops;
+mod rooms;
 
 use std::sync::Arc;
 
@@ -59,6 +60,13 @@ pub fn handle(shared: &Arc<Shared>, caller: Caller<'_>, route: Route, req: Reque
         Route::NotificationsList => notifications::list(shared, conn, &req),
         Route::NotificationsCreate => notifications::create(shared, conn, &req),
         Route::NotificationRead(id) => notifications::mark_read(shared, conn, &req, &id),
+        Route::RoomsList => rooms::list(shared, conn, &req),
+        Route::RoomCreate => rooms::create(shared, conn, &req),
+        Route::Room(room) => rooms::show(shared, conn, &req, &room),
+        Route::RoomInvite(room) => rooms::invite(shared, conn, &req, &room),
+        Route::RoomRemove(room, user) => rooms::remove(shared, conn, &req, &room, &user),
+        Route::RoomRead(room) => rooms::mark_read(shared, conn, &req, &room),
+        Route::DirectRoom(user) => rooms::direct(shared, conn, &req, &user),
         Route::Health => Ok(ops::health(shared)),
         Route::Metrics => ops::metrics(shared, caller.is_loopback),
         Route::Preflight => Ok(Handled::Now(Response::text(204, "text/plain", Vec::new()))),

@@ -41,7 +41,7 @@ impl Cors {
     ) -> Vec<(&'static str, String)> {
         let mut headers = self.headers(origin);
         if !headers.is_empty() {
-            headers.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS".to_string()));
+            headers.push(("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS".to_string()));
             headers.push((
                 "Access-Control-Allow-Headers",
                 requested_headers

@@ -19,6 +19,20 @@ pub enum Route {
     NotificationsCreate,
     /// `POST /notifications/{id}/read` (id as given, validated by the handler).
     NotificationRead(String),
+    /// `GET /rooms`: the caller's room list.
+    RoomsList,
+    /// `POST /rooms`: create a room.
+    RoomCreate,
+    /// `GET /rooms/{roomId}` (still percent-encoded, like every path value below).
+    Room(String),
+    /// `POST /rooms/{roomId}/members`: invite.
+    RoomInvite(String),
+    /// `DELETE /rooms/{roomId}/members/{username}`: remove, or leave.
+    RoomRemove(String, String),
+    /// `POST /rooms/{roomId}/read`: set the read mark.
+    RoomRead(String),
+    /// `POST /dm/{username}`: the direct-message room with that user.
+    DirectRoom(String),
     Health,
     Metrics,
     /// `GET /ws/chat`: the WebSocket upgrade.
@@ -59,6 +73,28 @@ pub fn route(method: Method, path: &str) -> Result<Route, ApiError> {
             "POST, OPTIONS",
             post.then(|| Route::NotificationRead((*id).to_string())),
         ),
+        ["rooms"] => (
+            "GET, HEAD, POST, OPTIONS",
+            if get {
+                Some(Route::RoomsList)
+            } else if post {
+                Some(Route::RoomCreate)
+            } else {
+                None
+            },
+        ),
+        ["rooms", room] if !room.is_empty() => ("GET, HEAD, OPTIONS", get.then(|| Route::Room((*room).to_string()))),
+        ["rooms", room, "members"] if !room.is_empty() => {
+            ("POST, OPTIONS", post.then(|| Route::RoomInvite((*room).to_string())))
+        }
+        ["rooms", room, "members", user] if !room.is_empty() && !user.is_empty() => (
+            "DELETE, OPTIONS",
+            (method == Method::Delete).then(|| Route::RoomRemove((*room).to_string(), (*user).to_string())),
+        ),
+        ["rooms", room, "read"] if !room.is_empty() => {
+            ("POST, OPTIONS", post.then(|| Route::RoomRead((*room).to_string())))
+        }
+        ["dm", user] if !user.is_empty() => ("POST, OPTIONS", post.then(|| Route::DirectRoom((*user).to_string()))),
         ["health"] => ("GET, HEAD", get.then_some(Route::Health)),
         ["metrics"] => ("GET, HEAD", get.then_some(Route::Metrics)),
         ["ws", "chat"] => ("GET", (method == Method::Get).then_some(Route::WsChat)),
@@ -92,6 +128,23 @@ mod tests {
         assert_eq!(route(Method::Post, "/notifications"), Ok(Route::NotificationsCreate));
         assert_eq!(route(Method::Options, "/auth/login"), Ok(Route::Preflight));
         assert_eq!(route(Method::Get, "/users/me/"), Ok(Route::Me));
+        assert_eq!(route(Method::Get, "/rooms"), Ok(Route::RoomsList));
+        assert_eq!(route(Method::Post, "/rooms"), Ok(Route::RoomCreate));
+        assert_eq!(route(Method::Get, "/rooms/team"), Ok(Route::Room("team".into())));
+        assert_eq!(
+            route(Method::Post, "/rooms/team/members"),
+            Ok(Route::RoomInvite("team".into()))
+        );
+        assert_eq!(
+            route(Method::Delete, "/rooms/team/members/bob"),
+            Ok(Route::RoomRemove("team".into(), "bob".into()))
+        );
+        assert_eq!(
+            route(Method::Post, "/rooms/team/read"),
+            Ok(Route::RoomRead("team".into()))
+        );
+        assert_eq!(route(Method::Post, "/dm/bob"), Ok(Route::DirectRoom("bob".into())));
+        assert_eq!(route(Method::Options, "/rooms/team/members/bob"), Ok(Route::Preflight));
     }
 
     #[test]
@@ -117,5 +170,15 @@ mod tests {
             route(Method::Other, "/health"),
             Err(ApiError::MethodNotAllowed(_))
         ));
+        assert_eq!(
+            route(Method::Post, "/rooms/team/members/bob"),
+            Err(ApiError::MethodNotAllowed("DELETE, OPTIONS"))
+        );
+        assert_eq!(
+            route(Method::Get, "/dm/bob"),
+            Err(ApiError::MethodNotAllowed("POST, OPTIONS"))
+        );
+        assert!(matches!(route(Method::Post, "/dm"), Err(ApiError::NotFound(_))));
+        assert!(matches!(route(Method::Get, "/rooms/a/b"), Err(ApiError::NotFound(_))));
     }
 }
