@@ -891,6 +891,99 @@ fn read_marks_and_room_list(db: &mut dyn Backend) {
     assert!(list(db, "rl_owner", 5, Some("a")).is_empty());
 }
 
+/// Several connections open the same direct-message room at once, from both sides: exactly one
+/// creates it, the others find it with both members, none fails. `conns` are connections to one
+/// migrated store.
+pub fn racing_direct_rooms(mut conns: Vec<Box<dyn Backend>>) {
+    use std::sync::{Arc, Barrier};
+    let mut db = conns.pop().expect("a connection");
+    user(db.as_mut(), "race_a");
+    user(db.as_mut(), "race_b");
+    for round in 0..5 {
+        let id = format!("dm-{round:024}");
+        let barrier = Arc::new(Barrier::new(conns.len()));
+        let threads: Vec<_> = conns
+            .drain(..)
+            .enumerate()
+            .map(|(i, mut conn)| {
+                let (barrier, id) = (Arc::clone(&barrier), id.clone());
+                std::thread::spawn(move || {
+                    let (caller, other) = if i % 2 == 0 {
+                        ("race_a", "race_b")
+                    } else {
+                        ("race_b", "race_a")
+                    };
+                    let room = NewRoom {
+                        room_id: id,
+                        name: None,
+                        private: true,
+                        owner: None,
+                        created_at_ms: NOW,
+                        members: vec![caller.into(), other.into()],
+                    };
+                    barrier.wait();
+                    let outcome = conn.open_direct_room(&room, &mut || {});
+                    (outcome, conn)
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for t in threads {
+            let (outcome, conn) = t.join().expect("thread");
+            match outcome {
+                Ok(DirectOutcome::Created(d)) => {
+                    created += 1;
+                    assert_eq!(d.members.len(), 2);
+                }
+                Ok(DirectOutcome::Existing(d)) => {
+                    let mut members = d.members.clone();
+                    members.sort();
+                    assert_eq!(members, ["race_a", "race_b"], "round {round}");
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+            conns.push(conn);
+        }
+        assert_eq!(created, 1, "round {round}: created once");
+    }
+}
+
+/// Several connections invite different users into one room at once, with room for two more:
+/// exactly two get in (the room's row is held for update while the members are counted).
+pub fn racing_invitations(mut conns: Vec<Box<dyn Backend>>) {
+    use std::sync::{Arc, Barrier};
+    let mut db = conns.pop().expect("a connection");
+    user(db.as_mut(), "ri_owner");
+    for i in 0..conns.len() {
+        user(db.as_mut(), &format!("ri_guest{i}"));
+    }
+    db.create_room(&new_room("ri-room", true, "ri_owner"), &mut || {})
+        .expect("create");
+    let barrier = Arc::new(Barrier::new(conns.len()));
+    let threads: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut conn)| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                conn.invite_member("ri-room", "ri_owner", &format!("ri_guest{i}"), NOW, 3)
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for t in threads {
+        match t.join().expect("thread").expect("invite") {
+            InviteOutcome::Added(_) => added += 1,
+            InviteOutcome::Full => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(added, 2, "max_members 3: the owner and two guests");
+    let detail = db.room_detail("ri-room", "ri_owner").expect("detail").expect("room");
+    assert_eq!(detail.members.len(), 3);
+}
+
 /// Prints how long one `commit_chat` of 500 messages (a tenth mentioning a user) takes.
 pub fn time_commit(db: &mut dyn Backend, label: &str) {
     let _ = db.create_user("bench_target", "x", NOW);

@@ -46,7 +46,7 @@ pub(crate) trait RoomStatements {
     /// Whether any message was ever stored under the room's id.
     fn has_messages(&mut self, room_id: &str) -> Result<bool, StoreError>;
     /// The members, in the order they joined.
-    fn members(&mut self, room_id: &str) -> Result<Vec<String>, StoreError>;
+    fn members(&mut self, room_id: &str, lock: RowLock) -> Result<Vec<String>, StoreError>;
     fn is_member(&mut self, room_id: &str, username: &str, lock: RowLock) -> Result<bool, StoreError>;
     fn member_count(&mut self, room_id: &str) -> Result<i64, StoreError>;
     /// Adds a member; false when they were one already.
@@ -111,8 +111,8 @@ fn visible_room(
     Ok(Some(room))
 }
 
-fn detail(db: &mut impl RoomStatements, room: Room) -> Result<RoomDetail, StoreError> {
-    let members = db.members(&room.room_id)?;
+fn detail(db: &mut impl RoomStatements, room: Room, lock: RowLock) -> Result<RoomDetail, StoreError> {
+    let members = db.members(&room.room_id, lock)?;
     Ok(RoomDetail { room, members })
 }
 
@@ -123,7 +123,7 @@ pub(crate) fn room_detail(
     viewer: &str,
 ) -> Result<Option<RoomDetail>, StoreError> {
     match visible_room(db, room_id, viewer, RowLock::None)? {
-        Some(room) => detail(db, room).map(Some),
+        Some(room) => detail(db, room, RowLock::None).map(Some),
         None => Ok(None),
     }
 }
@@ -136,7 +136,10 @@ pub(crate) fn create_room(db: &mut impl RoomStatements, new: &NewRoom) -> Result
     match db.insert_room(new) {
         Ok(()) => {}
         Err(StoreError::Conflict) => {
-            if !db.claim_open_room(new)? {
+            // The id has a row: a created room (conflict), or an open room's row the chat path
+            // made, which may be claimed. Read before writing: creators who all hit the
+            // duplicate share a lock on the row, and all of them upgrading it would deadlock.
+            if db.room(&new.room_id, RowLock::Share)?.is_some() || !db.claim_open_room(new)? {
                 return Err(StoreError::Conflict);
             }
         }
@@ -161,8 +164,9 @@ pub(crate) fn create_room(db: &mut impl RoomStatements, new: &NewRoom) -> Result
 }
 
 /// The direct-message room `new` (members: the caller first, then the other person) as it
-/// exists: created now, or found (with the caller back in it if they had left). Whether it was
-/// created is the second value; `None` when the other person does not exist.
+/// exists: created now, or found (with the caller back in it if they had left); `UserNotFound`
+/// when the other person does not exist. Two people opening it at once both succeed: the
+/// insert of the one who comes second conflicts, and it reads the room the first one made.
 pub(crate) fn open_direct(db: &mut impl RoomStatements, new: &NewRoom) -> Result<DirectOutcome, StoreError> {
     let (Some(caller), Some(other)) = (new.members.first(), new.members.get(1)) else {
         return Err(StoreError::Other("a direct-message room needs two members".into()));
@@ -178,11 +182,13 @@ pub(crate) fn open_direct(db: &mut impl RoomStatements, new: &NewRoom) -> Result
             Err(e) => return Err(e),
         }
     }
-    let Some(room) = db.room(&new.room_id, RowLock::None)? else {
+    // Locking reads: they see the latest commit, also one the other side made after this
+    // transaction's first read (MySQL reads a snapshot otherwise).
+    let Some(room) = db.room(&new.room_id, RowLock::Share)? else {
         return Err(StoreError::Other("direct-message room vanished".into()));
     };
     db.add_member(&new.room_id, caller, new.created_at_ms)?;
-    detail(db, room).map(DirectOutcome::Existing)
+    detail(db, room, RowLock::Share).map(DirectOutcome::Existing)
 }
 
 /// Invites `username` into `room_id` on behalf of `inviter` (who must own it), within
@@ -206,14 +212,14 @@ pub(crate) fn invite(
         return Ok(InviteOutcome::UserNotFound);
     }
     if db.is_member(room_id, username, RowLock::None)? {
-        return detail(db, room).map(InviteOutcome::AlreadyMember);
+        return detail(db, room, RowLock::None).map(InviteOutcome::AlreadyMember);
     }
     let count = usize::try_from(db.member_count(room_id)?).unwrap_or(usize::MAX);
     if count >= max_members {
         return Ok(InviteOutcome::Full);
     }
     db.add_member(room_id, username, joined_at_ms)?;
-    detail(db, room).map(InviteOutcome::Added)
+    detail(db, room, RowLock::None).map(InviteOutcome::Added)
 }
 
 /// Removes `username` from `room_id` on behalf of `by` (the owner, or the member themself). An
@@ -236,7 +242,7 @@ pub(crate) fn remove(
         return Ok(RemoveOutcome::NotMember);
     }
     if owner == Some(username) {
-        let heir = db.members(room_id)?.into_iter().next();
+        let heir = db.members(room_id, RowLock::None)?.into_iter().next();
         db.set_owner(room_id, heir.as_deref())?;
     }
     Ok(RemoveOutcome::Removed)

@@ -393,7 +393,7 @@ impl RoomStatements for SqliteRooms<'_> {
             .map_err(map_err)
     }
 
-    fn members(&mut self, room_id: &str) -> Result<Vec<String>, StoreError> {
+    fn members(&mut self, room_id: &str, _lock: RowLock) -> Result<Vec<String>, StoreError> {
         self.0
             .prepare_cached("SELECT username FROM room_members WHERE room_id = ?1 ORDER BY joined_at, username")
             .and_then(|mut s| s.query_map(params![room_id], |r| r.get::<_, String>(0))?.collect())
@@ -921,6 +921,15 @@ mod tests {
     fn conformance() {
         let path = temp_db();
         crate::store::conformance::run_all(&|| open(&path));
+        cleanup(&path);
+    }
+
+    #[test]
+    fn racing_room_changes() {
+        let path = temp_db();
+        open(&path).migrate().unwrap();
+        crate::store::conformance::racing_direct_rooms((0..4).map(|_| open(&path)).collect());
+        crate::store::conformance::racing_invitations((0..5).map(|_| open(&path)).collect());
         cleanup(&path);
     }
 

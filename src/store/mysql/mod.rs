@@ -474,6 +474,16 @@ mod tests {
     }
 
     #[test]
+    fn racing_room_changes() {
+        let Some(db) = TestDb::create() else { return };
+        db.open(None).migrate().unwrap();
+        let conns =
+            |n| -> Vec<Box<dyn Backend>> { (0..n).map(|_| Box::new(db.open(None)) as Box<dyn Backend>).collect() };
+        crate::store::conformance::racing_direct_rooms(conns(4));
+        crate::store::conformance::racing_invitations(conns(5));
+    }
+
+    #[test]
     fn closed_port_is_unavailable_and_prompt() {
         let start = Instant::now();
         match MysqlBackend::connect("mysql://root:secret@127.0.0.1:1/test") {

@@ -142,12 +142,12 @@ impl<Q: Runner> RoomStatements for MysqlRooms<'_, Q> {
         Ok(row.is_some())
     }
 
-    fn members(&mut self, room_id: &str) -> Result<Vec<String>, StoreError> {
-        all_rows(
-            self.0,
-            "SELECT username FROM room_members WHERE room_id = ? ORDER BY joined_at, username",
-            params(vec![room_id.into()]),
-        )
+    fn members(&mut self, room_id: &str, lock: RowLock) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT username FROM room_members WHERE room_id = ? ORDER BY joined_at, username{}",
+            lock_clause(lock)
+        );
+        all_rows(self.0, &sql, params(vec![room_id.into()]))
     }
 
     fn is_member(&mut self, room_id: &str, username: &str, lock: RowLock) -> Result<bool, StoreError> {
