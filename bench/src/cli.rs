@@ -40,6 +40,8 @@ FLAGS (default):
     --message-size N           extra padding characters in each message text (0)
     --mention USER             herald: end each message text with @USER, so each SEND also stores and delivers a
                                mention notification (a mention storm at --rate)
+    --private-rooms            herald: create the rooms as private rooms of user 0 with every bench user invited
+                               first, so each SEND and SUBSCRIBE is authorized as a member's (SPEC 8)
     --duration SECS            hold / publish time (10)
     --connect-rate N           new connections per second (2000)
     --max-pending N            connection handshakes in flight at once (256)
@@ -53,6 +55,9 @@ FLAGS (default):
     --max-connections N        refuse to open more sockets than this (19000)
     --json PATH                also write the results as JSON
 ";
+
+/// Flags that take no value.
+const SWITCHES: [&str; 1] = ["private-rooms"];
 
 /// Which server the bench talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +132,8 @@ pub struct Config {
     pub message_size: usize,
     /// A username mentioned in every message (`@name`), if any.
     pub mention: Option<String>,
+    /// Make the rooms private rooms with the bench users as members before the load (herald).
+    pub private_rooms: bool,
     /// Hold or publish time.
     pub duration: Duration,
     /// New connections per second.
@@ -193,6 +200,8 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         };
         let (name, value) = match name.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
+            // A switch: takes no value.
+            None if SWITCHES.contains(&name) => (name.to_string(), "true".to_string()),
             None => {
                 let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
                 (name.to_string(), v.clone())
@@ -251,6 +260,11 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         window: f.num("window", 8)?.max(1),
         message_size: f.num("message-size", 0)?,
         mention: f.take("mention"),
+        private_rooms: match f.take("private-rooms").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(format!("--private-rooms: expected true or false, got {other:?}")),
+        },
         duration: f.secs("duration", 10.0)?,
         connect_rate: f.float("connect-rate", 2000.0)?,
         max_pending: f.num("max-pending", 256)?.max(1),
@@ -298,6 +312,9 @@ fn validate(cfg: &Config) -> Result<(), String> {
     }
     if cfg.scenario == Scenario::Sse && cfg.target != Target::Herald {
         return Err("sse is a herald scenario".into());
+    }
+    if cfg.private_rooms && (cfg.target != Target::Herald || cfg.scenario == Scenario::Sse) {
+        return Err("--private-rooms is for herald's chat scenarios".into());
     }
     if cfg.login_timeout > Duration::from_secs(3600) {
         return Err("runs are bounded: --login-timeout ≤ 3600 s".into());
@@ -367,6 +384,16 @@ mod tests {
         let c = parse(&args("sse --connections 100 --publishers 2 --rate 50")).unwrap();
         assert_eq!((c.scenario, c.users, c.total_connections()), (Scenario::Sse, 102, 102));
         assert!(parse(&args("sse --target rabbitmq")).is_err());
+    }
+
+    #[test]
+    fn private_rooms_is_a_switch_for_herald_chat() {
+        let c = parse(&args("persist --private-rooms --rooms 4")).unwrap();
+        assert!(c.private_rooms);
+        assert_eq!(c.rooms, 4);
+        assert!(!parse(&args("persist")).unwrap().private_rooms);
+        assert!(parse(&args("fanout --private-rooms --target rabbitmq")).is_err());
+        assert!(parse(&args("sse --private-rooms")).is_err());
     }
 
     #[test]

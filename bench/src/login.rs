@@ -29,13 +29,28 @@ pub enum LoginError {
     Rejected(String),
 }
 
-struct HttpResponse {
-    status: u16,
+/// A response: status, `Retry-After` seconds, body.
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
     retry_after: Option<u64>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 fn post(ep: &Endpoint, source: usize, sources: usize, path: &str, body: &str) -> Result<HttpResponse, LoginError> {
+    request(ep, source, sources, "POST", path, Some(body), None)
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), with an optional JSON body
+/// and bearer token.
+pub(crate) fn request(
+    ep: &Endpoint,
+    source: usize,
+    sources: usize,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> Result<HttpResponse, LoginError> {
     let unreachable = |e| LoginError::Unreachable(ep.host_header(), e);
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(unreachable)?;
     socket.bind(&source_addr(source, sources).into()).map_err(unreachable)?;
@@ -46,11 +61,14 @@ fn post(ep: &Endpoint, source: usize, sources: usize, path: &str, body: &str) ->
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(unreachable)?;
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let payload = match body {
+        Some(b) => format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()),
+        None => "\r\n".to_string(),
+    };
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        ep.host_header(),
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{auth}Connection: close\r\n{payload}",
+        ep.host_header()
     );
     stream.write_all(request.as_bytes()).map_err(unreachable)?;
     let mut raw = Vec::new();

@@ -9,6 +9,7 @@ mod endpoint;
 mod login;
 mod procfs;
 mod report;
+mod rooms;
 mod shared;
 mod sse;
 mod stats;
@@ -84,7 +85,11 @@ fn run(cfg: &Config) -> Result<(), RunError> {
                 cfg.users,
                 cfg.http.host_header()
             );
-            login::tokens(cfg)?
+            let tokens = login::tokens(cfg)?;
+            if cfg.private_rooms {
+                rooms::make_private(cfg, &tokens)?;
+            }
+            tokens
         }
         Target::Rabbitmq => Vec::new(),
     };
@@ -402,6 +407,7 @@ fn build_report(
     r.add("threads", cfg.threads);
     r.add("sources", cfg.sources);
     r.add("rooms", cfg.rooms);
+    r.add("private_rooms", cfg.private_rooms);
     r.add("connections_requested", total);
     r.add("connections_established", established);
     r.add("connections_failed", Counters::get(&c.failed));
