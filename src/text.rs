@@ -162,7 +162,7 @@ impl Text {
 
             Text::MessageNotStored => "메시지를 저장할 수 없습니다. 잠시 후 다시 시도하세요",
             Text::RoomForbidden => "이 채팅방에 참여할 권한이 없습니다",
-            Text::RoomAccessRevoked => "채팅방에서 내보내져 구독이 종료되었습니다",
+            Text::RoomAccessRevoked => "이 채팅방에 참여할 권한이 없어 구독이 종료되었습니다",
         }
     }
 

@@ -61,9 +61,14 @@ pub(crate) fn request(
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(unreachable)?;
-    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let payload = match body {
-        Some(b) => format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()),
+        Some(b) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ),
         None => "\r\n".to_string(),
     };
     let request = format!(

@@ -17,7 +17,15 @@ pub fn make_private(cfg: &Config, tokens: &[String]) -> Result<(), LoginError> {
     for i in 0..cfg.rooms {
         let room = cfg.room(i);
         let body = serde_json::json!({ "roomId": room, "name": format!("bench {i}"), "private": true }).to_string();
-        let created = request(&cfg.http, 0, cfg.sources, "POST", "/rooms", Some(&body), Some(owner_token))?;
+        let created = request(
+            &cfg.http,
+            0,
+            cfg.sources,
+            "POST",
+            "/rooms",
+            Some(&body),
+            Some(owner_token),
+        )?;
         match created.status {
             201 => {}
             409 => check_existing(cfg, &room, &owner, owner_token)?,
