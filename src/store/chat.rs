@@ -312,12 +312,13 @@ mod tests {
                 })
                 .collect())
         }
-        fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
-            self.note(format!("members of {room_id} among {}", names.join(",")));
-            Ok(names
+        fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
+            let shown: Vec<String> = pairs.iter().map(|(r, u)| format!("{r}/{u}")).collect();
+            self.note(format!("members among {}", shown.join(",")));
+            Ok(pairs
                 .iter()
-                .filter(|n| room_id == "p" && matches!(**n, "s" | "carol"))
-                .map(|n| (*n).to_owned())
+                .filter(|(r, u)| *r == "p" && matches!(*u, "s" | "carol"))
+                .map(|(r, u)| ((*r).to_owned(), (*u).to_owned()))
                 .collect())
         }
     }
@@ -412,7 +413,7 @@ mod tests {
             log.into_inner(),
             [
                 "rooms dm-0123,o,p,x",
-                "members of p among carol,dave,mallory,s",
+                "members among p/carol,p/dave,p/mallory,p/s",
                 "messages 3",
                 "lookup carol,dave",
                 "notifications 2",

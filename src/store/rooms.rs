@@ -305,8 +305,15 @@ pub(crate) fn list(
 pub(crate) trait AccessReads {
     /// The created rooms among `room_ids`, each with whether it is private.
     fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError>;
-    /// The members of `room_id` among `names`.
-    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError>;
+    /// The `(room_id, username)` pairs among `pairs` that are memberships.
+    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// `(room_id = ? AND username = ?) OR …` for `count` pairs: point lookups of the primary key in
+/// one statement, in either dialect.
+pub(crate) fn memberships_sql(count: usize, suffix: &str) -> String {
+    let pairs = vec!["(room_id = ? AND username = ?)"; count].join(" OR ");
+    format!("SELECT room_id, username FROM room_members WHERE {pairs}{suffix}")
 }
 
 /// Which messages of a batch their senders may store, and which mentioned users may be told:
@@ -335,26 +342,23 @@ impl BatchAccess {
         for ids in room_ids.chunks(chunk.max(1)) {
             access.rooms.extend(db.created_rooms(ids)?);
         }
-        let mut private: Vec<&str> = access
-            .rooms
+        // One statement (per chunk) for every private room of the batch: a round trip per room
+        // would cost a remote store more than the commit itself.
+        let mut pairs: Vec<(&str, &str)> = batch
             .iter()
-            .filter(|(_, private)| **private)
-            .map(|(id, _)| id.as_str())
+            .filter(|m| access.rooms.get(&m.room_id) == Some(&true))
+            .flat_map(|m| {
+                std::iter::once(m.sender.as_str())
+                    .chain(m.mentions.iter().map(String::as_str))
+                    .map(move |name| (m.room_id.as_str(), name))
+            })
             .collect();
-        private.sort_unstable();
-        for room in private {
-            let mut names: Vec<&str> = batch
-                .iter()
-                .filter(|m| m.room_id == room)
-                .flat_map(|m| std::iter::once(m.sender.as_str()).chain(m.mentions.iter().map(String::as_str)))
-                .collect();
-            names.sort_unstable();
-            names.dedup();
-            let mut found = HashSet::new();
-            for some in names.chunks(chunk.max(1)) {
-                found.extend(db.members_among(room, some)?);
+        pairs.sort_unstable();
+        pairs.dedup();
+        for some in pairs.chunks((chunk / 2).max(1)) {
+            for (room, name) in db.memberships_among(some)? {
+                access.members.entry(room).or_default().insert(name);
             }
-            access.members.insert(room.to_owned(), found);
         }
         Ok(access)
     }

@@ -10,7 +10,7 @@ use super::chat::{existing_users_sql, group_commit, history_page, ChatTransactio
 use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
-use super::rooms::{self, AccessReads, RoomListRow, RoomStatements, RowLock};
+use super::rooms::{self, memberships_sql, AccessReads, RoomListRow, RoomStatements, RowLock};
 
 /// How long a writer waits for another connection's write lock before giving up with 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -219,8 +219,8 @@ impl AccessReads for ChatTx<'_> {
         SqliteRooms(&self.0).created_rooms(room_ids)
     }
 
-    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
-        SqliteRooms(&self.0).members_among(room_id, names)
+    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
+        SqliteRooms(&self.0).memberships_among(pairs)
     }
 }
 
@@ -323,17 +323,16 @@ impl AccessReads for SqliteRooms<'_> {
         .map_err(map_err)
     }
 
-    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
-        let sql = format!(
-            "SELECT username FROM room_members WHERE room_id = ? AND username IN ({})",
-            marks(names.len())
-        );
-        let values = std::iter::once(&room_id).chain(names);
+    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = memberships_sql(pairs.len(), "");
+        let values = pairs.iter().flat_map(|(room, user)| [*room, *user]);
         self.0
             .prepare(&sql)
             .and_then(|mut s| {
-                s.query_map(rusqlite::params_from_iter(values), |r| r.get::<_, String>(0))?
-                    .collect()
+                s.query_map(rusqlite::params_from_iter(values), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect()
             })
             .map_err(map_err)
     }

@@ -123,8 +123,8 @@ impl AccessReads for ChatTx<'_> {
         MysqlRooms(&mut self.tx).created_rooms(room_ids)
     }
 
-    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
-        MysqlRooms(&mut self.tx).members_among(room_id, names)
+    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
+        MysqlRooms(&mut self.tx).memberships_among(pairs)
     }
 }
 

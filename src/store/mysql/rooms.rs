@@ -9,7 +9,7 @@ use super::errors::map_err;
 use super::rows::{all_rows, chat, first_row, params, ChatRow};
 use crate::store::backend::StoreError;
 use crate::store::model::*;
-use crate::store::rooms::{AccessReads, RoomListRow, RoomStatements, RowLock};
+use crate::store::rooms::{memberships_sql, AccessReads, RoomListRow, RoomStatements, RowLock};
 
 /// A statement runner that can say how many rows its last statement changed.
 pub(super) trait Runner: Queryable {
@@ -91,14 +91,12 @@ impl<Q: Runner> AccessReads for MysqlRooms<'_, Q> {
         all_rows(self.0, &sql, params(text(room_ids)))
     }
 
-    fn members_among(&mut self, room_id: &str, names: &[&str]) -> Result<Vec<String>, StoreError> {
-        let sql = format!(
-            "SELECT username FROM room_members WHERE room_id = ? AND username IN ({}) LOCK IN SHARE MODE",
-            marks(names.len())
-        );
-        let mut values = vec![Value::from(room_id)];
-        values.extend(text(names));
-        all_rows(self.0, &sql, params(values))
+    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = memberships_sql(pairs.len(), " LOCK IN SHARE MODE");
+        let values = pairs
+            .iter()
+            .flat_map(|(room, user)| [Value::from(*room), Value::from(*user)]);
+        all_rows(self.0, &sql, params(values.collect()))
     }
 }
 
