@@ -312,13 +312,17 @@ mod tests {
                 })
                 .collect())
         }
-        fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
-            let shown: Vec<String> = pairs.iter().map(|(r, u)| format!("{r}/{u}")).collect();
-            self.note(format!("members among {}", shown.join(",")));
-            Ok(pairs
+        fn memberships_among(
+            &mut self,
+            room_ids: &[&str],
+            names: &[&str],
+        ) -> Result<Vec<(String, String)>, StoreError> {
+            self.note(format!("members of {} among {}", room_ids.join(","), names.join(",")));
+            Ok(room_ids
                 .iter()
+                .flat_map(|r| names.iter().map(move |u| (*r, *u)))
                 .filter(|(r, u)| *r == "p" && matches!(*u, "s" | "carol"))
-                .map(|(r, u)| ((*r).to_owned(), (*u).to_owned()))
+                .map(|(r, u)| (r.to_owned(), u.to_owned()))
                 .collect())
         }
     }
@@ -413,7 +417,7 @@ mod tests {
             log.into_inner(),
             [
                 "rooms dm-0123,o,p,x",
-                "members among p/carol,p/dave,p/mallory,p/s",
+                "members of p among carol,dave,mallory,s",
                 "messages 3",
                 "lookup carol,dave",
                 "notifications 2",

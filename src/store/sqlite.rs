@@ -219,8 +219,8 @@ impl AccessReads for ChatTx<'_> {
         SqliteRooms(&self.0).created_rooms(room_ids)
     }
 
-    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
-        SqliteRooms(&self.0).memberships_among(pairs)
+    fn memberships_among(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        SqliteRooms(&self.0).memberships_among(room_ids, names)
     }
 }
 
@@ -323,9 +323,9 @@ impl AccessReads for SqliteRooms<'_> {
         .map_err(map_err)
     }
 
-    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
-        let sql = memberships_sql(pairs.len(), "");
-        let values = pairs.iter().flat_map(|(room, user)| [*room, *user]);
+    fn memberships_among(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = memberships_sql(room_ids.len(), names.len(), "");
+        let values = room_ids.iter().chain(names);
         self.0
             .prepare(&sql)
             .and_then(|mut s| {

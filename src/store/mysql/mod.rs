@@ -123,8 +123,8 @@ impl AccessReads for ChatTx<'_> {
         MysqlRooms(&mut self.tx).created_rooms(room_ids)
     }
 
-    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
-        MysqlRooms(&mut self.tx).memberships_among(pairs)
+    fn memberships_among(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        MysqlRooms(&mut self.tx).memberships_among(room_ids, names)
     }
 }
 

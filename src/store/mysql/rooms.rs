@@ -91,12 +91,10 @@ impl<Q: Runner> AccessReads for MysqlRooms<'_, Q> {
         all_rows(self.0, &sql, params(text(room_ids)))
     }
 
-    fn memberships_among(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, StoreError> {
-        let sql = memberships_sql(pairs.len(), " LOCK IN SHARE MODE");
-        let values = pairs
-            .iter()
-            .flat_map(|(room, user)| [Value::from(*room), Value::from(*user)]);
-        all_rows(self.0, &sql, params(values.collect()))
+    fn memberships_among(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = memberships_sql(room_ids.len(), names.len(), " LOCK IN SHARE MODE");
+        let values = room_ids.iter().chain(names).map(|v| Value::from(*v)).collect();
+        all_rows(self.0, &sql, params(values))
     }
 }
 
