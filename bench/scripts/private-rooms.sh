@@ -1,6 +1,7 @@
 #!/bin/bash
 # Side by side (issue 13): a member's SEND to a private room vs a SEND to an open room, in `persist` and `fanout`.
-# For each store, ROUNDS rounds (default 2); in each round open then private, a fresh store and a fresh Herald per run.
+# For each store, ROUNDS rounds (default 2), open first in odd rounds and private first in even ones (so a trend in the
+# machine's load does not favour one side); a fresh store and a fresh Herald per run.
 #   bench/scripts/private-rooms.sh [sqlite] [mariadb]        outputs in $OUT (default /tmp/bench-rooms/out-<time>)
 # Uses its own port ($PORT, default 18480) and directory ($DIR, default /tmp/bench-rooms), so it does not disturb
 # another bench on 18080. Herald: $HERALD_BIN (target/release/herald) with bench/herald-bench.toml.
@@ -43,7 +44,8 @@ run() {
 stores=${*:-sqlite}
 for store in $stores; do
   for round in $(seq "${ROUNDS:-2}"); do
-    for mode in open private; do
+    order="open private"; [ $((round % 2)) = 0 ] && order="private open"
+    for mode in $order; do
       flag=""; [ "$mode" = private ] && flag="--private-rooms"
       echo "[$(date +%T)] $store round $round $mode" | tee -a "$OUT/run.log"
       start "$store"

@@ -172,6 +172,7 @@ pub(crate) fn history_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::rooms::AccessRow;
 
     fn msg(sender: &str, text: &str, mentions: &[&str]) -> NewChatMessage {
         NewChatMessage {
@@ -301,29 +302,27 @@ mod tests {
     }
 
     impl AccessReads for FakeTransaction<'_> {
-        fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
-            self.note(format!("rooms {}", room_ids.join(",")));
-            Ok(room_ids
-                .iter()
-                .filter_map(|r| match *r {
-                    "p" => Some(("p".to_owned(), true)),
-                    "o" => Some(("o".to_owned(), false)),
-                    _ => None,
-                })
-                .collect())
-        }
-        fn memberships_among(
-            &mut self,
-            room_ids: &[&str],
-            names: &[&str],
-        ) -> Result<Vec<(String, String)>, StoreError> {
-            self.note(format!("members of {} among {}", room_ids.join(","), names.join(",")));
-            Ok(room_ids
-                .iter()
-                .flat_map(|r| names.iter().map(move |u| (*r, *u)))
-                .filter(|(r, u)| *r == "p" && matches!(*u, "s" | "carol"))
-                .map(|(r, u)| (r.to_owned(), u.to_owned()))
-                .collect())
+        fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
+            self.note(format!("access of {} for {}", room_ids.join(","), names.join(",")));
+            let mut rows = Vec::new();
+            for room in room_ids {
+                match *room {
+                    "o" => rows.push(("o".to_owned(), false, None)),
+                    "p" => {
+                        let members: Vec<&&str> = names.iter().filter(|n| matches!(**n, "s" | "carol")).collect();
+                        if members.is_empty() {
+                            rows.push(("p".to_owned(), true, None));
+                        }
+                        rows.extend(
+                            members
+                                .into_iter()
+                                .map(|m| ("p".to_owned(), true, Some((*m).to_owned()))),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Ok(rows)
         }
     }
 
@@ -361,7 +360,7 @@ mod tests {
         assert_eq!(
             log.into_inner(),
             [
-                "rooms r",
+                "access of r for carol,ghost,s,t",
                 "messages 2",
                 "lookup carol,ghost",
                 "notifications 1",
@@ -380,7 +379,10 @@ mod tests {
         let log = Log::default();
         let batch = vec![msg("s", "a", &["ghost"])];
         let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
-        assert_eq!(log.into_inner(), ["rooms r", "messages 1", "lookup ghost", "commit"]);
+        assert_eq!(
+            log.into_inner(),
+            ["access of r for ghost,s", "messages 1", "lookup ghost", "commit"]
+        );
         assert!(committed.notifications.is_empty());
     }
 
@@ -416,8 +418,7 @@ mod tests {
         assert_eq!(
             log.into_inner(),
             [
-                "rooms dm-0123,o,p,x",
-                "members of p among carol,dave,mallory,s",
+                "access of dm-0123,o,p,x for carol,dave,mallory,s",
                 "messages 3",
                 "lookup carol,dave",
                 "notifications 2",

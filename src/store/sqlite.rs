@@ -10,7 +10,7 @@ use super::chat::{existing_users_sql, group_commit, history_page, ChatTransactio
 use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
-use super::rooms::{self, memberships_sql, AccessReads, RoomListRow, RoomStatements, RowLock};
+use super::rooms::{self, access_rows_sql, AccessReads, AccessRow, RoomListRow, RoomStatements, RowLock};
 
 /// How long a writer waits for another connection's write lock before giving up with 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -215,12 +215,8 @@ fn notification_params(n: &NewNotification) -> (&str, &str, &str, Option<&str>, 
 struct ChatTx<'c>(rusqlite::Transaction<'c>);
 
 impl AccessReads for ChatTx<'_> {
-    fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
-        SqliteRooms(&self.0).created_rooms(room_ids)
-    }
-
-    fn memberships_among(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
-        SqliteRooms(&self.0).memberships_among(room_ids, names)
+    fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
+        SqliteRooms(&self.0).access_rows(room_ids, names)
     }
 }
 
@@ -302,39 +298,27 @@ fn marks(count: usize) -> String {
 }
 
 impl AccessReads for SqliteRooms<'_> {
-    fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
-        let sql = format!(
-            "SELECT room_id, is_private FROM rooms WHERE created_at IS NOT NULL AND room_id IN ({})",
-            marks(room_ids.len())
-        );
+    fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
+        let sql = access_rows_sql(room_ids.len(), names.len(), "");
+        let values = names.iter().chain(room_ids);
         let run = |s: &mut rusqlite::Statement<'_>| {
-            s.query_map(rusqlite::params_from_iter(room_ids), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+            s.query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? != 0,
+                    r.get::<_, Option<String>>(2)?,
+                ))
             })?
             .collect()
         };
-        // A batch usually holds one or a few rooms: those few shapes are cached; a long list is a
+        // The common shapes (a batch of a few rooms and senders) are cached; a long list is a
         // one-off that would evict the hot statements.
-        if room_ids.len() <= 4 {
+        if room_ids.len() <= 4 && names.len() <= 4 {
             self.0.prepare_cached(&sql).and_then(|mut s| run(&mut s))
         } else {
             self.0.prepare(&sql).and_then(|mut s| run(&mut s))
         }
         .map_err(map_err)
-    }
-
-    fn memberships_among(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
-        let sql = memberships_sql(room_ids.len(), names.len(), "");
-        let values = room_ids.iter().chain(names);
-        self.0
-            .prepare(&sql)
-            .and_then(|mut s| {
-                s.query_map(rusqlite::params_from_iter(values), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?
-                .collect()
-            })
-            .map_err(map_err)
     }
 }
 

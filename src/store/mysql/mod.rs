@@ -20,7 +20,7 @@ use super::backend::{Backend, StoreError};
 use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
-use super::rooms::{self as room_rules, AccessReads, RowLock};
+use super::rooms::{self as room_rules, AccessReads, AccessRow, RowLock};
 use errors::map_err;
 use ids::{detect_id_allocation, insert_rows, IdAllocation};
 use rooms::MysqlRooms;
@@ -119,12 +119,8 @@ struct ChatTx<'c> {
 }
 
 impl AccessReads for ChatTx<'_> {
-    fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
-        MysqlRooms(&mut self.tx).created_rooms(room_ids)
-    }
-
-    fn memberships_among(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
-        MysqlRooms(&mut self.tx).memberships_among(room_ids, names)
+    fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
+        MysqlRooms(&mut self.tx).access_rows(room_ids, names)
     }
 }
 

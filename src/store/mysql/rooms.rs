@@ -9,7 +9,7 @@ use super::errors::map_err;
 use super::rows::{all_rows, chat, first_row, params, ChatRow};
 use crate::store::backend::StoreError;
 use crate::store::model::*;
-use crate::store::rooms::{memberships_sql, AccessReads, RoomListRow, RoomStatements, RowLock};
+use crate::store::rooms::{access_rows_sql, AccessReads, AccessRow, RoomListRow, RoomStatements, RowLock};
 
 /// A statement runner that can say how many rows its last statement changed.
 pub(super) trait Runner: Queryable {
@@ -83,17 +83,9 @@ impl<Q: Runner> MysqlRooms<'_, Q> {
 }
 
 impl<Q: Runner> AccessReads for MysqlRooms<'_, Q> {
-    fn created_rooms(&mut self, room_ids: &[&str]) -> Result<Vec<(String, bool)>, StoreError> {
-        let sql = format!(
-            "SELECT room_id, is_private FROM rooms WHERE room_id IN ({}) AND created_at IS NOT NULL LOCK IN SHARE MODE",
-            marks(room_ids.len())
-        );
-        all_rows(self.0, &sql, params(text(room_ids)))
-    }
-
-    fn memberships_among(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
-        let sql = memberships_sql(room_ids.len(), names.len(), " LOCK IN SHARE MODE");
-        let values = room_ids.iter().chain(names).map(|v| Value::from(*v)).collect();
+    fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
+        let sql = access_rows_sql(room_ids.len(), names.len(), " LOCK IN SHARE MODE");
+        let values = names.iter().chain(room_ids).map(|v| Value::from(*v)).collect();
         all_rows(self.0, &sql, params(values))
     }
 }
