@@ -302,21 +302,20 @@ mod tests {
     }
 
     impl AccessReads for FakeTransaction<'_> {
-        fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
-            self.note(format!("access of {} for {}", room_ids.join(","), names.join(",")));
+        fn access_rows(&mut self, room_ids: &[&str], pairs: &[(&str, &str)]) -> Result<Vec<AccessRow>, StoreError> {
+            let shown: Vec<String> = pairs.iter().map(|(r, u)| format!("{r}/{u}")).collect();
+            self.note(format!("access of {} for {}", room_ids.join(","), shown.join(",")));
             let mut rows = Vec::new();
             for room in room_ids {
                 match *room {
                     "o" => rows.push(("o".to_owned(), false, None)),
                     "p" => {
-                        let members: Vec<&&str> = names.iter().filter(|n| matches!(**n, "s" | "carol")).collect();
-                        if members.is_empty() {
-                            rows.push(("p".to_owned(), true, None));
-                        }
+                        rows.push(("p".to_owned(), true, None));
                         rows.extend(
-                            members
-                                .into_iter()
-                                .map(|m| ("p".to_owned(), true, Some((*m).to_owned()))),
+                            pairs
+                                .iter()
+                                .filter(|(r, u)| *r == "p" && matches!(*u, "s" | "carol"))
+                                .map(|(_, u)| ("p".to_owned(), true, Some((*u).to_owned()))),
                         );
                     }
                     _ => {}
@@ -360,7 +359,7 @@ mod tests {
         assert_eq!(
             log.into_inner(),
             [
-                "access of r for carol,ghost,s,t",
+                "access of r for r/carol,r/ghost,r/s,r/t",
                 "messages 2",
                 "lookup carol,ghost",
                 "notifications 1",
@@ -381,7 +380,7 @@ mod tests {
         let committed = group_commit(&batch, || FakeTransaction::begin(&log)).unwrap();
         assert_eq!(
             log.into_inner(),
-            ["access of r for ghost,s", "messages 1", "lookup ghost", "commit"]
+            ["access of r for r/ghost,r/s", "messages 1", "lookup ghost", "commit"]
         );
         assert!(committed.notifications.is_empty());
     }
@@ -418,7 +417,7 @@ mod tests {
         assert_eq!(
             log.into_inner(),
             [
-                "access of dm-0123,o,p,x for carol,dave,mallory,s",
+                "access of dm-0123,o,p,x for dm-0123/s,o/dave,o/mallory,p/carol,p/dave,p/mallory,p/s,x/mallory",
                 "messages 3",
                 "lookup carol,dave",
                 "notifications 2",

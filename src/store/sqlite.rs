@@ -10,7 +10,7 @@ use super::chat::{existing_users_sql, group_commit, history_page, ChatTransactio
 use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
-use super::rooms::{self, access_rows_sql, AccessReads, AccessRow, RoomListRow, RoomStatements, RowLock};
+use super::rooms::{self, AccessReads, AccessRow, RoomListRow, RoomStatements, RowLock};
 
 /// How long a writer waits for another connection's write lock before giving up with 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -215,8 +215,8 @@ fn notification_params(n: &NewNotification) -> (&str, &str, &str, Option<&str>, 
 struct ChatTx<'c>(rusqlite::Transaction<'c>);
 
 impl AccessReads for ChatTx<'_> {
-    fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
-        SqliteRooms(&self.0).access_rows(room_ids, names)
+    fn access_rows(&mut self, room_ids: &[&str], pairs: &[(&str, &str)]) -> Result<Vec<AccessRow>, StoreError> {
+        SqliteRooms(&self.0).access_rows(room_ids, pairs)
     }
 }
 
@@ -298,27 +298,45 @@ fn marks(count: usize) -> String {
 }
 
 impl AccessReads for SqliteRooms<'_> {
-    fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
-        let sql = access_rows_sql(room_ids.len(), names.len(), "");
-        let values = names.iter().chain(room_ids);
+    /// In-process lookups cost no round trip, so the pairs are looked up exactly (one cached
+    /// statement each) rather than the rooms × names superset a remote store reads.
+    fn access_rows(&mut self, room_ids: &[&str], pairs: &[(&str, &str)]) -> Result<Vec<AccessRow>, StoreError> {
+        let sql = format!(
+            "SELECT room_id, is_private FROM rooms WHERE room_id IN ({}) AND created_at IS NOT NULL",
+            marks(room_ids.len())
+        );
         let run = |s: &mut rusqlite::Statement<'_>| {
-            s.query_map(rusqlite::params_from_iter(values), |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)? != 0,
-                    r.get::<_, Option<String>>(2)?,
-                ))
+            s.query_map(rusqlite::params_from_iter(room_ids), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
             })?
-            .collect()
+            .collect::<rusqlite::Result<Vec<(String, bool)>>>()
         };
-        // The common shapes (a batch of a few rooms and senders) are cached; a long list is a
+        // A batch usually holds one or a few rooms: those few shapes are cached; a long list is a
         // one-off that would evict the hot statements.
-        if room_ids.len() <= 4 && names.len() <= 4 {
+        let rooms = if room_ids.len() <= 4 {
             self.0.prepare_cached(&sql).and_then(|mut s| run(&mut s))
         } else {
             self.0.prepare(&sql).and_then(|mut s| run(&mut s))
         }
-        .map_err(map_err)
+        .map_err(map_err)?;
+        let mut member = self
+            .0
+            .prepare_cached("SELECT 1 FROM room_members WHERE room_id = ?1 AND username = ?2")
+            .map_err(map_err)?;
+        let mut rows = Vec::with_capacity(rooms.len());
+        for (room, private) in rooms {
+            if private {
+                let from = pairs.partition_point(|(r, _)| *r < room.as_str());
+                let to = pairs.partition_point(|(r, _)| *r <= room.as_str());
+                for (_, name) in &pairs[from..to] {
+                    if member.exists(params![room, name]).map_err(map_err)? {
+                        rows.push((room.clone(), true, Some((*name).to_owned())));
+                    }
+                }
+            }
+            rows.push((room, private, None));
+        }
+        Ok(rows)
     }
 }
 

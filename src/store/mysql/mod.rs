@@ -119,8 +119,8 @@ struct ChatTx<'c> {
 }
 
 impl AccessReads for ChatTx<'_> {
-    fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
-        MysqlRooms(&mut self.tx).access_rows(room_ids, names)
+    fn access_rows(&mut self, room_ids: &[&str], pairs: &[(&str, &str)]) -> Result<Vec<AccessRow>, StoreError> {
+        MysqlRooms(&mut self.tx).access_rows(room_ids, pairs)
     }
 }
 

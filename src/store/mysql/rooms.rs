@@ -28,6 +28,9 @@ impl Runner for Transaction<'_> {
     }
 }
 
+/// Most names bound into one access read.
+const NAMES_PER_STATEMENT: usize = 500;
+
 /// The room statements over a connection or a transaction.
 pub(super) struct MysqlRooms<'q, Q: Runner>(pub(super) &'q mut Q);
 
@@ -83,10 +86,26 @@ impl<Q: Runner> MysqlRooms<'_, Q> {
 }
 
 impl<Q: Runner> AccessReads for MysqlRooms<'_, Q> {
-    fn access_rows(&mut self, room_ids: &[&str], names: &[&str]) -> Result<Vec<AccessRow>, StoreError> {
-        let sql = access_rows_sql(room_ids.len(), names.len(), " LOCK IN SHARE MODE");
-        let values = names.iter().chain(room_ids).map(|v| Value::from(*v)).collect();
-        all_rows(self.0, &sql, params(values))
+    fn access_rows(&mut self, room_ids: &[&str], pairs: &[(&str, &str)]) -> Result<Vec<AccessRow>, StoreError> {
+        let mut names: Vec<&str> = pairs.iter().map(|(_, name)| *name).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut rows = Vec::new();
+        // One round trip, rooms × names (a superset of the pairs); more only past 500 names.
+        for some in names
+            .chunks(NAMES_PER_STATEMENT)
+            .chain(names.is_empty().then_some(&[][..]))
+        {
+            let sql = access_rows_sql(room_ids.len(), some.len().max(1), " LOCK IN SHARE MODE");
+            let mut values: Vec<Value> = some.iter().map(|v| Value::from(*v)).collect();
+            if some.is_empty() {
+                values.push(Value::from(""));
+            }
+            values.extend(room_ids.iter().map(|v| Value::from(*v)));
+            let found: Vec<AccessRow> = all_rows(self.0, &sql, params(values))?;
+            rows.extend(found);
+        }
+        Ok(rows)
     }
 }
 
