@@ -3,6 +3,7 @@
 # For each store, ROUNDS rounds (default 2), open first in odd rounds and private first in even ones (so a trend in the
 # machine's load does not favour one side); a fresh store and a fresh Herald per run.
 #   bench/scripts/private-rooms.sh [sqlite] [mariadb]        outputs in $OUT (default /tmp/bench-rooms/out-<time>)
+#   SCENARIOS="persist fanout" (default both), ROUNDS=2
 # Uses its own port ($PORT, default 18480) and directory ($DIR, default /tmp/bench-rooms), so it does not disturb
 # another bench on 18080. Herald: $HERALD_BIN (target/release/herald) with bench/herald-bench.toml.
 set -uo pipefail
@@ -48,14 +49,16 @@ for store in $stores; do
     for mode in $order; do
       flag=""; [ "$mode" = private ] && flag="--private-rooms"
       echo "[$(date +%T)] $store round $round $mode" | tee -a "$OUT/run.log"
-      start "$store"
-      run "persist-$store-$mode-$round" persist --users 10 --connections 200 --rooms 200 --window 4 --rate 0 \
-        --duration 5 --drain 5 --threads 1 --sources 2 $flag
-      stop
-      start "$store"
-      run "fanout-$store-$mode-$round" fanout --users 10 --connections 1000 --publishers 4 --delivery-rate 50000 \
-        --duration 5 --settle 1 --drain 5 --threads 1 --sources 2 $flag
-      stop
+      for scenario in ${SCENARIOS:-persist fanout}; do
+        start "$store"
+        case "$scenario" in
+          persist) run "persist-$store-$mode-$round" persist --users 10 --connections 200 --rooms 200 --window 4 \
+                     --rate 0 --duration 5 --drain 5 --threads 1 --sources 2 $flag ;;
+          fanout) run "fanout-$store-$mode-$round" fanout --users 10 --connections 1000 --publishers 4 \
+                    --delivery-rate 50000 --duration 5 --settle 1 --drain 5 --threads 1 --sources 2 $flag ;;
+        esac
+        stop
+      done
     done
   done
 done
