@@ -199,7 +199,9 @@ impl Default for NotificationsConfig {
 }
 
 impl Config {
-    /// Reads `path` (a missing default path is fine: defaults apply), applies the environment, validates.
+    /// Reads `path` (a missing default path is fine: defaults apply), applies the environment and
+    /// checks the values every command needs. Serving needs [`Config::validate`] as well (the JWT
+    /// secret), which `migrate` and `user add` do not use.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let default_path = Path::new("config/herald.toml");
         let (path, required) = match path {
@@ -220,7 +222,7 @@ impl Config {
             }
         };
         config.apply_env(|name| std::env::var(name).ok())?;
-        config.validate()?;
+        config.check_values()?;
         Ok(config)
     }
 
@@ -258,12 +260,16 @@ impl Config {
         Ok(())
     }
 
-    /// Checks ranges and the production-safety rules (no default secret outside dev mode).
+    /// Checks ranges and the production-safety rules (no default secret outside dev mode): what
+    /// serving needs.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_values()?;
+        self.check_secret()
+    }
+
+    /// The JWT secret rules: not the dev default and at least 32 bytes outside dev mode.
+    fn check_secret(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if self.server.bind.parse::<SocketAddr>().is_err() {
-            return invalid(&format!("server.bind {:?} is not an address:port", self.server.bind));
-        }
         if !self.dev && self.jwt.secret == DEV_JWT_SECRET {
             return invalid("jwt.secret is the dev default; set HERALD_JWT_SECRET (>= 32 bytes) or HERALD_DEV=1");
         }
@@ -272,6 +278,15 @@ impl Config {
         }
         if self.jwt.secret.is_empty() {
             return invalid("jwt.secret must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Ranges and formats of every other key.
+    fn check_values(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return invalid(&format!("server.bind {:?} is not an address:port", self.server.bind));
         }
         if self.jwt.access_ttl_secs <= 0 || self.jwt.refresh_ttl_secs <= 0 {
             return invalid("jwt.access_ttl_secs and jwt.refresh_ttl_secs must be positive");

@@ -221,6 +221,21 @@ pub fn parse(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Request, usize)>
     Ok(Some((req, total)))
 }
 
+/// Whether `buf` starts with a complete request head that asks `Expect: 100-continue` (its body
+/// still to come): the client waits for `100 Continue` before sending the body.
+pub fn expects_continue(buf: &[u8], limits: &HttpLimits) -> bool {
+    let mut storage = [httparse::EMPTY_HEADER; 128];
+    let header_slots = limits.max_headers.min(storage.len());
+    let mut raw = httparse::Request::new(&mut storage[..header_slots]);
+    match raw.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => raw
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")),
+        _ => false,
+    }
+}
+
 /// The first value of `name` in an `a=b&c=d` query string, percent-decoded (`+` is a space).
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
@@ -330,6 +345,17 @@ mod tests {
         let raw = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
         let (req, _) = parse(raw, &limits()).expect("ok").expect("complete");
         assert!(!req.keep_alive);
+    }
+
+    #[test]
+    fn expect_continue_is_seen_once_the_head_is_complete() {
+        let head = b"POST /auth/login HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+        assert!(expects_continue(head, &limits()));
+        assert!(!expects_continue(&head[..head.len() - 2], &limits()), "head incomplete");
+        assert!(!expects_continue(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            &limits()
+        ));
     }
 
     #[test]

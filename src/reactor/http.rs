@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::conn::{self, Conn, HttpConn, WsConn};
 use super::Reactor;
 use crate::api::{self, Caller, Handled};
-use crate::http::conn::{Due, HttpState, Next, Pending};
+use crate::http::conn::{Due, HttpState, Next, Pending, CONTINUE};
 use crate::http::request::{Method, Request};
 use crate::http::response::{ApiError, Response};
 use crate::http::router::{self, Route};
@@ -44,6 +44,10 @@ impl Reactor {
                 Next::Request(req) => self.dispatch(token, req),
                 Next::Refuse(response) => return self.respond(token, response, false, false, Vec::new()),
                 Next::Wait => return,
+                Next::Continue => {
+                    c.out.buf.extend_from_slice(CONTINUE);
+                    return self.mark_dirty(token);
+                }
                 Next::CloseWhenFlushed => return self.mark_dirty(token),
                 Next::CloseNow => return self.close(token),
             }

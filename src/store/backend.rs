@@ -20,7 +20,7 @@ pub enum StoreError {
 /// A connection to one store (SQLite file or MySQL server), owned by one worker thread.
 pub trait Backend: Send {
     /// Creates the tables and indexes if they do not exist; safe to run at every start.
-    fn migrate(&mut self) -> Result<(), StoreError>;
+    fn migrate(&mut self) -> Result<Migrated, StoreError>;
     /// A cheap round trip that fails with `Unavailable` when the store is down.
     fn ping(&mut self) -> Result<(), StoreError>;
 

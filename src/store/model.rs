@@ -141,3 +141,11 @@ pub struct NotificationQuery {
     /// Only ids strictly below this.
     pub before: Option<i64>,
 }
+
+/// What a migration did: the schema version found, and the version the schema is at now (the
+/// same when it was up to date).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i64,
+    pub to: i64,
+}

@@ -255,15 +255,16 @@ impl SchemaConn for Migration<'_> {
 }
 
 impl Backend for SqliteBackend {
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn migrate(&mut self) -> Result<Migrated, StoreError> {
         // IMMEDIATE takes the write lock up front, so two processes starting together run the
         // steps one after the other instead of both reading version 0.
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
-        apply_missing(&mut Migration(&tx), &SCHEMA)?;
-        tx.commit().map_err(map_err)
+        let migrated = apply_missing(&mut Migration(&tx), &SCHEMA)?;
+        tx.commit().map_err(map_err)?;
+        Ok(migrated)
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {

@@ -120,7 +120,7 @@ impl ChatTransaction for ChatTx<'_> {
 }
 
 impl Backend for MysqlBackend {
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn migrate(&mut self) -> Result<Migrated, StoreError> {
         schema::migrate(&mut self.conn)
     }
 

@@ -8,6 +8,7 @@ use super::errors::map_err;
 use super::rows::{first_row, params};
 use crate::store::backend::StoreError;
 use crate::store::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
+use crate::store::model::Migrated;
 
 /// How long `migrate` waits for another process that is migrating the same database.
 const MIGRATE_LOCK_TIMEOUT_S: i64 = 30;
@@ -61,7 +62,7 @@ const SCHEMA: Schema = Schema {
 /// Brings the schema up to date. DDL cannot sit in a transaction, so a named lock keeps two
 /// starting processes from interleaving steps. Lock names are server-wide, hence the database
 /// name in it.
-pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
+pub(super) fn migrate(conn: &mut Conn) -> Result<Migrated, StoreError> {
     let got: Option<Option<i64>> = first_row(
         conn,
         "SELECT GET_LOCK(LEFT(CONCAT('herald.migrate.', COALESCE(DATABASE(), '')), 64), ?)",
@@ -74,8 +75,9 @@ pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
     }
     let result = apply_missing(&mut Migration { conn, collation: None }, &SCHEMA);
     let released = conn.query_drop("DO RELEASE_LOCK(LEFT(CONCAT('herald.migrate.', COALESCE(DATABASE(), '')), 64))");
-    result?;
-    released.map_err(map_err)
+    let migrated = result?;
+    released.map_err(map_err)?;
+    Ok(migrated)
 }
 
 /// The migration driver's view of a connection that holds the migration lock.
