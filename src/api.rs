@@ -55,6 +55,7 @@ pub fn handle(
         Route::NotificationRead(id) => mark_read(shared, conn, &req, &id),
         Route::Health => Ok(health(shared)),
         Route::Metrics => metrics(shared, is_loopback),
+        Route::WebClient(path) => Ok(Handled::Now(crate::web::respond(&shared.config, &path))),
         Route::Preflight => Ok(Handled::Now(Response::text(204, "text/plain", Vec::new()))),
         Route::WsChat | Route::NotificationStream => Err(ApiError::Internal),
     };

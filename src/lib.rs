@@ -17,3 +17,4 @@ pub mod shared;
 pub mod stomp;
 pub mod store;
 pub mod views;
+pub mod web;
