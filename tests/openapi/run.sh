@@ -74,7 +74,9 @@ mkdir -p "$REPORTS"
 echo "== schemathesis $SCHEMATHESIS_VERSION on openapi.yaml against $HERALD_URL (max $MAX_EXAMPLES examples per operation, seed $SEED)"
 status=0
 # /notifications/stream never ends and /ws/chat switches protocols: neither is a request/response
-# pair a fuzzer can judge (tests/node and tests/browser cover them).
+# pair a fuzzer can judge (tests/node and tests/browser cover them). It runs in the scratch directory,
+# where it leaves its cache.
+cd "$WORK"
 timeout --signal=INT --kill-after=10 "$TIME_LIMIT" \
   "$VENV/bin/schemathesis" run "$ROOT/openapi.yaml" \
   --url "$HERALD_URL" \
