@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test suite of Herald: format, lints, Rust unit and integration tests on SQLite and on
-# MariaDB/MySQL, and the Node client suites (@stomp/stompjs, eventsource, newman) against a real
-# server on each backend.
+# MariaDB/MySQL, the Node client suites (@stomp/stompjs, eventsource, newman) against a real
+# server on each backend, then the web client in a real Chromium and schemathesis on openapi.yaml
+# (each against servers of their own on SQLite).
 #
 #   scripts/test.sh            # what CI runs (.ci/run)
 #
 # MariaDB: uses HERALD_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test) and starts the local
 # mariadbd when nothing answers. With CI=true a MariaDB that cannot be reached is a failure.
+# Chromium and python3-venv: installed with apt-get when missing; with CI=true, when that fails, a failure
+# (otherwise the browser / OpenAPI step is skipped with a notice).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -101,6 +104,41 @@ if [ "$MYSQL_UP" = 1 ]; then
   MYSQL_DB="herald_node_$$"
   mysql_admin "CREATE DATABASE $MYSQL_DB"
   run_client_suites mariadb "mysql://root@127.0.0.1:3306/$MYSQL_DB"
+fi
+
+# Optional tools that apt-get can bring (as root): a missing one fails under CI=true, else skips its step.
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing $* (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; } >"$WORK/apt.log" 2>&1 ||
+      { tail -20 "$WORK/apt.log" >&2; return 1; }
+  else
+    return 1
+  fi
+}
+missing_tool() {
+  if [ "${CI:-}" = "true" ]; then fail "$1 (CI=true: this is a failure)"; fi
+  printf '!! %s: that step is SKIPPED (set CI=true to make this fatal)\n' "$1" >&2
+}
+
+# The web client in a real Chromium: chat, mention, cut-and-recover, reload and refresh (tests/browser).
+CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
+[ -x "$CHROMIUM_PATH" ] || apt_install chromium || true
+if [ -x "$CHROMIUM_PATH" ]; then
+  say "browser suite (tests/browser/run.sh, Chromium, own servers on SQLite)"
+  CHROMIUM_PATH="$CHROMIUM_PATH" HERALD_BIN="$HERALD_BIN" "$ROOT/tests/browser/run.sh" ||
+    fail "browser suite failed (screenshots in target/browser/)"
+else
+  missing_tool "no Chromium at $CHROMIUM_PATH and it could not be installed (apt-get install chromium)"
+fi
+
+# openapi.yaml against a live server: no 5xx, documented statuses, conforming bodies (tests/openapi).
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv || true
+if python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  say "schemathesis on openapi.yaml (tests/openapi/run.sh, own server on SQLite)"
+  HERALD_BIN="$HERALD_BIN" "$ROOT/tests/openapi/run.sh" || fail "schemathesis found disagreements with openapi.yaml"
+else
+  missing_tool "python3 cannot make a venv for schemathesis (apt-get install python3-venv)"
 fi
 
 say "all suites passed"

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub shutdown_deadline_ms: u64,
     pub cors_allowed_origins: Vec<String>,
     pub metrics_loopback_only: bool,
+    /// Serve the web client at `GET /` (SPEC §9); unset means on in dev mode, off in production.
+    pub web_client: Option<bool>,
 }
 
 /// `[database]`: the store URL and the worker pool feeding it.
@@ -140,6 +142,7 @@ impl Default for ServerConfig {
             shutdown_deadline_ms: 10_000,
             cors_allowed_origins: vec!["*".into()],
             metrics_loopback_only: true,
+            web_client: None,
         }
     }
 }

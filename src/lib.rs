@@ -28,3 +28,4 @@ pub mod stomp;
 pub mod store;
 pub mod text;
 pub mod views;
+pub mod web;
