@@ -205,7 +205,10 @@ impl<S> Session<S> {
                 }
             }
             Some(Err(AckRefusal::NeverSent)) | None => {
-                let id = frame.header("id").unwrap_or_default();
+                let id = match named {
+                    Some((subscription, message_id)) => ack_id(subscription, message_id),
+                    None => frame.header("id").unwrap_or_default().to_owned(),
+                };
                 let detail = format!("{command} of a MESSAGE this connection was never sent ({id})");
                 self.fail("unknown ack id", &detail, receipt, out);
             }
