@@ -4,12 +4,11 @@
 //! asked through [`Host`]; the session speaks only its own types.
 //!
 //! Transactions (`BEGIN`/`COMMIT`/`ABORT`) live in [`transactions`], ack modes and `ACK`/`NACK` in
-//! [`acks`]. The session also counts its SENDs waiting for their commit: over
-//! `max_inflight_sends` it [`wants no more input`](Session::wants_read) until they settle.
+//! [`acks`], and the SENDs in flight with their answers and DISCONNECT in [`flow`]: at
+//! `max_inflight_sends` the session [wants no more input](Session::wants_read) until they settle.
 
 mod acks;
-#[cfg(test)]
-mod flow_tests;
+mod flow;
 #[cfg(test)]
 mod testing;
 mod transactions;
@@ -193,19 +192,6 @@ impl<S> Session<S> {
         }
     }
 
-    /// Whether the session takes more frames now: not while it is draining or closed, nor while
-    /// `max_inflight_sends` SENDs wait for their commit (the reactor stops reading the socket:
-    /// TCP backpressure, never an error).
-    pub fn wants_read(&self, cfg: &SessionConfig) -> bool {
-        matches!(self.state, State::AwaitingConnect | State::Connected(_))
-            && self.sends_in_flight < cfg.max_inflight_sends
-    }
-
-    /// SENDs handed over for commit and not settled yet.
-    pub fn sends_in_flight(&self) -> usize {
-        self.sends_in_flight
-    }
-
     /// Open transactions.
     pub fn open_transactions(&self) -> usize {
         self.transactions.len()
@@ -260,42 +246,6 @@ impl<S> Session<S> {
         Some(frame.with_header("content-type", "application/json").with_body(body))
     }
 
-    /// The answer to a SEND once its fate is known: a RECEIPT if it was committed and asked for
-    /// one, the error on `/user/queue/errors` if it was not stored.
-    pub fn send_settled(&mut self, receipt: Option<&str>, outcome: Result<(), AppError>, out: &mut Out<S>) {
-        self.sends_in_flight = self.sends_in_flight.saturating_sub(1);
-        if self.state != State::Closed {
-            match outcome {
-                Ok(()) => {
-                    if let Some(r) = receipt {
-                        out.push(Action::Send(receipt_frame(r)));
-                    }
-                }
-                Err(e) => self.app_error(e.code, &e.message, receipt, out),
-            }
-        }
-        self.finish_draining(out);
-    }
-
-    /// `count` SENDs without a receipt were committed: nothing to tell the client, but they no
-    /// longer count against `max_inflight_sends`.
-    pub fn sends_committed(&mut self, count: usize, out: &mut Out<S>) {
-        self.sends_in_flight = self.sends_in_flight.saturating_sub(count);
-        self.finish_draining(out);
-    }
-
-    /// Ends a DISCONNECT once nothing is in flight any more: its RECEIPT, then the close.
-    fn finish_draining(&mut self, out: &mut Out<S>) {
-        if self.sends_in_flight > 0 || !matches!(self.state, State::Draining { .. }) {
-            return;
-        }
-        if let State::Draining { receipt: Some(r), .. } = std::mem::replace(&mut self.state, State::Closed) {
-            out.push(Action::Send(receipt_frame(&r)));
-        }
-        self.leave_all(out);
-        out.push(Action::Close);
-    }
-
     /// Handles one frame.
     pub fn on_frame<H: Host<Send = S>>(&mut self, frame: Frame, cfg: &SessionConfig, host: &mut H, out: &mut Out<S>) {
         if matches!(self.state, State::Closed | State::Draining { .. }) {
@@ -321,16 +271,6 @@ impl<S> Session<S> {
             }
             (State::Closed | State::Draining { .. }, _) => {}
         }
-    }
-
-    /// DISCONNECT: open transactions are aborted; the RECEIPT (if asked) goes out once every
-    /// earlier SEND is settled, so that it follows their RECEIPTs and errors; then the close.
-    fn disconnect(&mut self, receipt: Option<String>, out: &mut Out<S>) {
-        self.transactions.abort_all();
-        if let State::Connected(principal) = std::mem::replace(&mut self.state, State::Closed) {
-            self.state = State::Draining { principal, receipt };
-        }
-        self.finish_draining(out);
     }
 
     /// Ends the session with an ERROR (protocol violation, expiry, slow consumer, shutdown).
