@@ -3,8 +3,8 @@
 //! builds every frame the session sends. What a SEND body means is the application's business,
 //! asked through [`Host`]; the session speaks only its own types.
 //!
-//! Transactions (`BEGIN`/`COMMIT`/`ABORT`) live in [`transactions`], ack modes and `ACK`/`NACK` in
-//! [`acks`], and the SENDs in flight with their answers and DISCONNECT in [`flow`]: at
+//! Transactions (`BEGIN`/`COMMIT`/`ABORT`) live in `session/transactions.rs`, ack modes and `ACK`/`NACK` in
+//! `session/acks.rs`, and the SENDs in flight with their answers and DISCONNECT in `session/flow.rs`: at
 //! `max_inflight_sends` the session [wants no more input](Session::wants_read) until they settle.
 
 mod acks;
