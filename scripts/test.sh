@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test suite of Herald: format, lints, Rust unit and integration tests on SQLite and on
-# MariaDB/MySQL, the Node client suites (@stomp/stompjs, eventsource, newman) against a real
-# server on each backend, then the web client in a real Chromium and schemathesis on openapi.yaml
-# (each against servers of their own on SQLite).
+# MariaDB/MySQL, the client suites against a real server on each backend: Node (@stomp/stompjs,
+# eventsource, newman) and Python (stomp.py over WebSocket, installed into tests/python/.venv); then the
+# web client in a real Chromium and schemathesis on openapi.yaml (each against servers of their own on SQLite).
 #
 #   scripts/test.sh            # what CI runs (.ci/run)
 #
 # MariaDB: uses HERALD_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test) and starts the local
-# mariadbd when nothing answers. With CI=true a MariaDB that cannot be reached is a failure.
+# mariadbd when nothing answers. With CI=true a MariaDB that cannot be reached is a failure, and so
+# is a stomp.py that cannot be installed (without CI the Python suite is then skipped, loudly).
 # Chromium and python3-venv: installed with apt-get when missing; with CI=true, when that fails, a failure
 # (otherwise the browser / OpenAPI step is skipped with a notice).
 set -euo pipefail
@@ -24,6 +25,7 @@ need() {
   command -v "$1" >/dev/null 2>&1 || fail "missing '$1': $2"
 }
 need cargo "install Rust with rustup (https://rustup.rs)"
+need python3 "install Python 3 with venv (Debian: apt-get install python3 python3-venv)"
 need node "install Node.js 20+ (Debian: apt-get install nodejs npm)"
 need npm "install npm (Debian: apt-get install npm)"
 
@@ -94,6 +96,14 @@ run_client_suites() {
   if ! HERALD_URL="http://127.0.0.1:$port" "$ROOT/tests/node/run.sh"; then
     echo "--- herald log ($label)"; tail -50 "$WORK/herald-$label.log"
     fail "client suites failed on $label"
+  fi
+  local py_status=0
+  HERALD_URL="http://127.0.0.1:$port" "$ROOT/tests/python/run.sh" || py_status=$?
+  if [ "$py_status" = 2 ] && [ "${CI:-}" != "true" ]; then
+    printf '!! stomp.py could not be installed: the Python client suite is SKIPPED on %s (CI=true makes this a failure)\n' "$label" >&2
+  elif [ "$py_status" != 0 ]; then
+    echo "--- herald log ($label)"; tail -50 "$WORK/herald-$label.log"
+    fail "stomp.py suite failed on $label (exit $py_status)"
   fi
   kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 }

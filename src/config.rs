@@ -95,6 +95,13 @@ pub struct ChatConfig {
     pub outbound_buffer_bytes: usize,
     pub heartbeat_ms: u64,
     pub ws_read_buffer_bytes: usize,
+    /// STOMP transactions open at once on one connection; one more `BEGIN` is an `ERROR` and a close.
+    pub max_open_transactions: usize,
+    /// SENDs held by one open transaction until its `COMMIT`; one more is an `ERROR` and a close.
+    pub max_transaction_sends: usize,
+    /// SENDs of one connection waiting for their commit; beyond it the server stops reading that
+    /// connection until commits return (TCP backpressure, never an error).
+    pub max_inflight_sends: usize,
 }
 
 /// `[notifications]`: SSE and direct notifications.
@@ -187,6 +194,9 @@ impl Default for ChatConfig {
             outbound_buffer_bytes: 1024 * 1024,
             heartbeat_ms: 10_000,
             ws_read_buffer_bytes: 2048,
+            max_open_transactions: 16,
+            max_transaction_sends: 1000,
+            max_inflight_sends: 256,
         }
     }
 }
@@ -306,6 +316,18 @@ impl Config {
         if self.chat.max_subscriptions == 0 || self.chat.max_message_chars == 0 {
             return invalid("chat.max_subscriptions and chat.max_message_chars must be at least 1");
         }
+        if self.chat.max_open_transactions == 0
+            || self.chat.max_transaction_sends == 0
+            || self.chat.max_inflight_sends == 0
+        {
+            return invalid(
+                "chat.max_open_transactions, chat.max_transaction_sends and chat.max_inflight_sends must be at least 1",
+            );
+        }
+        // A committed transaction is one job of the chat queue, whose SENDs all count in flight.
+        if self.chat.max_transaction_sends > 100_000 || self.chat.max_open_transactions > 1024 {
+            return invalid("chat.max_transaction_sends must be <= 100000 and chat.max_open_transactions <= 1024");
+        }
         if self.notifications.ping_interval_ms < 100 {
             return invalid("notifications.ping_interval_ms must be >= 100");
         }
@@ -386,6 +408,29 @@ mod tests {
             "typos are reported"
         );
         assert!(Config::from_toml("[server]\nreactors = \"two\"\n").is_err());
+    }
+
+    #[test]
+    fn stomp_bounds_have_defaults_and_are_validated() {
+        let c = Config::default();
+        assert_eq!(
+            (
+                c.chat.max_open_transactions,
+                c.chat.max_transaction_sends,
+                c.chat.max_inflight_sends
+            ),
+            (16, 1000, 256)
+        );
+        for key in ["max_open_transactions", "max_transaction_sends", "max_inflight_sends"] {
+            let c = Config::from_toml(&format!("[chat]\n{key} = 0\n")).expect("parse");
+            let err = c.validate().expect_err("0 is refused");
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+        let c = Config::from_toml("[chat]\nmax_transaction_sends = 100001\n").expect("parse");
+        assert!(c.validate().is_err());
+        let c = Config::from_toml("[chat]\nmax_inflight_sends = 1\nmax_open_transactions = 2\n").expect("parse");
+        c.validate().expect("small bounds are fine");
+        assert_eq!((c.chat.max_inflight_sends, c.chat.max_open_transactions), (1, 2));
     }
 
     #[test]

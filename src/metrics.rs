@@ -25,6 +25,8 @@ pub struct Metrics {
     pub stomp_frames_in: AtomicU64,
     pub stomp_frames_out: AtomicU64,
     pub stomp_errors: AtomicU64,
+    /// Times a STOMP connection was left unread because of its SENDs in flight (backpressure).
+    pub stomp_read_pauses: AtomicU64,
     pub chat_messages_committed: AtomicU64,
     pub chat_messages_rejected: AtomicU64,
     pub chat_batches_committed: AtomicU64,
@@ -88,7 +90,7 @@ impl Metrics {
             i64::try_from(queue_depth).unwrap_or(i64::MAX),
         );
         gauge("herald_store_up", "1 when the store answers.", i64::from(store_up));
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "herald_connections_accepted_total",
                 "Accepted TCP connections.",
@@ -113,6 +115,11 @@ impl Metrics {
                 "herald_stomp_errors_total",
                 "STOMP ERROR frames sent.",
                 &self.stomp_errors,
+            ),
+            (
+                "herald_stomp_read_pauses_total",
+                "Times a STOMP connection was left unread while its SENDs in flight were at chat.max_inflight_sends.",
+                &self.stomp_read_pauses,
             ),
             (
                 "herald_chat_messages_committed_total",

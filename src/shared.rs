@@ -63,6 +63,9 @@ impl Shared {
                 max_subscriptions: config.chat.max_subscriptions,
                 heartbeat_ms: config.chat.heartbeat_ms,
                 server: format!("herald/{}", env!("CARGO_PKG_VERSION")),
+                max_transactions: config.chat.max_open_transactions,
+                max_transaction_sends: config.chat.max_transaction_sends,
+                max_inflight_sends: config.chat.max_inflight_sends,
             },
             login_per_ip: Mutex::new(RateLimiter::new(
                 config.auth.login_per_ip_per_minute,

@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 herald-bench: STOMP-over-WebSocket load generator (loopback only)
 
 USAGE:
-    herald-bench <idle|fanout|persist|sse> [FLAGS]
+    herald-bench <idle|fanout|persist|sse|flood> [FLAGS]
 
 SCENARIOS:
     idle     open --connections, CONNECT + SUBSCRIBE to --rooms round-robin, hold --duration seconds
@@ -17,6 +17,9 @@ SCENARIOS:
     persist  --connections sending receipted SENDs over --rooms, --window outstanding each, --rate total (0 = max)
     sse      (herald only) --connections SSE streams on GET /notifications/stream, one user each; --publishers
              keep-alive HTTP clients POST /notifications to those users, --rate per second in total
+    flood    (herald only) --flooders send receipted SENDs as fast as Herald reads them (at most --window
+             unanswered each) while --connections calm clients send one receipted SEND every --interval-ms;
+             each in its own room. Reports the calm SEND->RECEIPT latency and what became of every flooder SEND
 
 FLAGS (default):
     --target herald|rabbitmq   server kind (herald)
@@ -29,14 +32,17 @@ FLAGS (default):
     --password S               password of every bench user (benchpass123)
     --login S / --passcode S   rabbitmq credentials (bench / benchpass)
     --vhost S                  rabbitmq STOMP host header (/)
-    --connections N            idle: connections; fanout: subscribers; persist: senders; sse: streams (1000)
+    --connections N            idle: connections; fanout: subscribers; persist: senders; sse: streams (1000);
+                               flood: calm clients (1)
+    --flooders N               flood: flooding connections (1)
+    --interval-ms N            flood: a calm client's time between two SENDs (50)
     --rooms N                  rooms, named <room-prefix><i> (1)
     --room-prefix S            (bench-room-)
     --publishers N             fanout publisher connections; sse: HTTP publisher threads (10)
     --rate N                   fanout: total SENDs/s (100); persist: total SENDs/s, 0 = as fast as the window allows (0);
                                sse: notifications/s in total (100)
     --delivery-rate N          fanout: set --rate to N / (subscribers per room)
-    --window N                 persist: outstanding receipted SENDs per connection (8)
+    --window N                 persist: outstanding receipted SENDs per connection (8); flood: per flooder (20000)
     --message-size N           extra padding characters in each message text (0)
     --mention USER             herald: end each message text with @USER, so each SEND also stores and delivers a
                                mention notification (a mention storm at --rate)
@@ -74,6 +80,8 @@ pub enum Scenario {
     Persist,
     /// SSE notification streams and direct notifications.
     Sse,
+    /// Flooding connections next to calm ones: fairness of the SEND path.
+    Flood,
 }
 
 impl Scenario {
@@ -84,6 +92,7 @@ impl Scenario {
             Self::Fanout => "fanout",
             Self::Persist => "persist",
             Self::Sse => "sse",
+            Self::Flood => "flood",
         }
     }
 }
@@ -119,6 +128,10 @@ pub struct Config {
     pub room_prefix: String,
     /// Fanout publishers.
     pub publishers: usize,
+    /// Flood: flooding connections.
+    pub flooders: usize,
+    /// Flood: a calm client's time between two SENDs.
+    pub interval: Duration,
     /// Total SENDs per second (0 = unthrottled, persist only).
     pub rate: f64,
     /// Persist window per connection.
@@ -162,6 +175,7 @@ impl Config {
     pub fn total_connections(&self) -> usize {
         match self.scenario {
             Scenario::Fanout | Scenario::Sse => self.connections + self.publishers,
+            Scenario::Flood => self.connections + self.flooders,
             _ => self.connections,
         }
     }
@@ -180,6 +194,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         Some("fanout") => Scenario::Fanout,
         Some("persist") => Scenario::Persist,
         Some("sse") => Scenario::Sse,
+        Some("flood") => Scenario::Flood,
         Some("-h" | "--help") | None => return Err(String::new()),
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
@@ -213,7 +228,8 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     let ws = endpoint::parse(&f.take("url").unwrap_or_else(|| default_url.into()), "ws")?;
     let http_url = f.take("http").unwrap_or_else(|| format!("http://{}", ws.host_header()));
     let http = endpoint::parse(&http_url, "http")?;
-    let connections = f.num("connections", 1000)?;
+    let flood = scenario == Scenario::Flood;
+    let connections = f.num("connections", if flood { 1 } else { 1000 })?;
     let rooms = f.num("rooms", 1)?.max(1);
     let delivery_rate = f.take("delivery-rate");
     let default_rate = if scenario == Scenario::Persist { 0.0 } else { 100.0 };
@@ -247,8 +263,10 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         rooms,
         room_prefix: f.take("room-prefix").unwrap_or_else(|| "bench-room-".into()),
         publishers: f.num("publishers", 10)?,
+        flooders: f.num("flooders", 1)?,
+        interval: Duration::from_millis(f.num("interval-ms", 50)?.max(1) as u64),
         rate,
-        window: f.num("window", 8)?.max(1),
+        window: f.num("window", if flood { 20_000 } else { 8 })?.max(1),
         message_size: f.num("message-size", 0)?,
         mention: f.take("mention"),
         duration: f.secs("duration", 10.0)?,
@@ -275,6 +293,11 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         // one user per stream, plus one sender user per publisher
         cfg.users = cfg.connections + cfg.publishers;
     }
+    if cfg.scenario == Scenario::Flood {
+        // one user and one room per connection: calm ones first, then the flooders
+        cfg.users = cfg.connections + cfg.flooders;
+        cfg.rooms = cfg.users;
+    }
     validate(&cfg)?;
     Ok(cfg)
 }
@@ -296,8 +319,8 @@ fn validate(cfg: &Config) -> Result<(), String> {
     if matches!(cfg.scenario, Scenario::Fanout | Scenario::Sse) && (cfg.publishers == 0 || cfg.rate <= 0.0) {
         return Err("fanout and sse need --publishers ≥ 1 and --rate > 0".into());
     }
-    if cfg.scenario == Scenario::Sse && cfg.target != Target::Herald {
-        return Err("sse is a herald scenario".into());
+    if matches!(cfg.scenario, Scenario::Sse | Scenario::Flood) && cfg.target != Target::Herald {
+        return Err("sse and flood are herald scenarios".into());
     }
     if cfg.login_timeout > Duration::from_secs(3600) {
         return Err("runs are bounded: --login-timeout ≤ 3600 s".into());
@@ -367,6 +390,20 @@ mod tests {
         let c = parse(&args("sse --connections 100 --publishers 2 --rate 50")).unwrap();
         assert_eq!((c.scenario, c.users, c.total_connections()), (Scenario::Sse, 102, 102));
         assert!(parse(&args("sse --target rabbitmq")).is_err());
+    }
+
+    #[test]
+    fn flood_defaults_to_one_calm_client_and_one_flooder() {
+        let c = parse(&args("flood")).unwrap();
+        assert_eq!((c.connections, c.flooders, c.window), (1, 1, 20_000));
+        assert_eq!((c.users, c.rooms, c.total_connections()), (2, 2, 2));
+        assert_eq!(c.interval, Duration::from_millis(50));
+        let c = parse(&args("flood --connections 3 --flooders 0 --interval-ms 20")).unwrap();
+        assert_eq!(
+            (c.users, c.total_connections(), c.interval),
+            (3, 3, Duration::from_millis(20))
+        );
+        assert!(parse(&args("flood --target rabbitmq")).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod cli;
 mod conn;
 mod endpoint;
+mod flood;
 mod login;
 mod procfs;
 mod report;
@@ -89,6 +90,10 @@ fn run(cfg: &Config) -> Result<(), RunError> {
         Target::Rabbitmq => Vec::new(),
     };
     let server_pid = cfg.server_pid.map(|p| p.to_string());
+    if cfg.scenario == Scenario::Flood {
+        let report = flood::run(cfg, &tokens, server_pid.as_deref()).map_err(RunError::Unreachable)?;
+        return emit(cfg, &report);
+    }
     let rss_before = server_pid.as_deref().and_then(procfs::vm_rss_kib);
     let shared = Shared::new(cfg.rooms);
     let per_thread = plans(cfg);
@@ -194,7 +199,7 @@ fn plans(cfg: &Config) -> Vec<Vec<Planned>> {
             all.extend((0..cfg.connections).map(|i| Plan::Subscriber { room: i % cfg.rooms }));
         }
         Scenario::Persist => all.extend((0..cfg.connections).map(|i| Plan::Sender { room: i % cfg.rooms })),
-        Scenario::Sse => {}
+        Scenario::Sse | Scenario::Flood => {}
     }
     let mut per_thread: Vec<Vec<Planned>> = (0..cfg.threads).map(|_| Vec::new()).collect();
     for (global, plan) in all.into_iter().enumerate() {
@@ -414,7 +419,7 @@ fn build_report(
     r.add("protocol_errors", Counters::get(&c.protocol_errors));
     r.add("first_errors", shared.errors());
     match cfg.scenario {
-        Scenario::Idle | Scenario::Sse => {}
+        Scenario::Idle | Scenario::Sse | Scenario::Flood => {}
         Scenario::Fanout => fanout_report(&mut r, cfg, shared, t, results, &hist),
         Scenario::Persist => {
             let receipts = Counters::get(&c.receipts);

@@ -21,6 +21,8 @@ use crate::stomp::outbound;
 struct RoomSub {
     token: usize,
     subscription: Rc<str>,
+    /// A `client`/`client-individual` subscription: MESSAGEs carry `ack`, and are recorded.
+    client_ack: bool,
 }
 
 /// The room and user indexes of one reactor.
@@ -40,6 +42,7 @@ impl Listeners {
         token: usize,
         room: &str,
         subscription: &str,
+        client_ack: bool,
     ) {
         let subs = self.rooms.entry(room.into()).or_default();
         if subs.is_empty() {
@@ -48,6 +51,7 @@ impl Listeners {
         subs.push(RoomSub {
             token,
             subscription: subscription.into(),
+            client_ack,
         });
     }
 
@@ -95,9 +99,10 @@ impl Listeners {
 }
 
 impl Reactor {
-    pub(super) fn join_room(&mut self, token: usize, room: &str, subscription: &str) {
+    pub(super) fn join_room(&mut self, token: usize, room: &str, subscription: &str, client_ack: bool) {
         let interest = self.shared.bus.interest();
-        self.listeners.join_room(interest, self.id, token, room, subscription);
+        self.listeners
+            .join_room(interest, self.id, token, room, subscription, client_ack);
     }
 
     pub(super) fn leave_room(&mut self, token: usize, room: &str, subscription: &str) {
@@ -116,11 +121,12 @@ impl Reactor {
     }
 
     /// Appends committed messages to every local subscriber of their rooms, one encoding per
-    /// (message, subscription id) pair.
+    /// (message, subscription id, ack mode) triple. A client-ack subscription's MESSAGE carries
+    /// `ack` and is recorded by its session, so that its ACK is accepted.
     pub(super) fn deliver_chat(&mut self, events: &[ChatEvent]) {
         let mut slow = Vec::new();
         let mut delivered = 0u64;
-        let mut cache: Vec<(Rc<str>, Utf8Bytes)> = Vec::new();
+        let mut cache: Vec<(Rc<str>, bool, Utf8Bytes)> = Vec::new();
         for event in events {
             let Some(subs) = self.listeners.rooms.get(&event.room) else {
                 continue;
@@ -137,19 +143,26 @@ impl Reactor {
                 if c.closing {
                     continue;
                 }
-                let bytes = match cache.iter().find(|(id, _)| **id == *sub.subscription) {
-                    Some((_, b)) => b.clone(),
+                let bytes = match cache
+                    .iter()
+                    .find(|(id, ack, _)| **id == *sub.subscription && *ack == sub.client_ack)
+                {
+                    Some((_, _, b)) => b.clone(),
                     None => {
                         let b = text(outbound::room_message(
                             &event.room,
                             event.id,
                             &event.body,
                             &sub.subscription,
+                            sub.client_ack,
                         ));
-                        cache.push((sub.subscription.clone(), b.clone()));
+                        cache.push((sub.subscription.clone(), sub.client_ack, b.clone()));
                         b
                     }
                 };
+                if sub.client_ack {
+                    c.session.delivered(&sub.subscription, event.id);
+                }
                 c.liveness.wrote(Instant::now());
                 match queue(c, Message::Text(bytes)) {
                     Queued::Ok => {

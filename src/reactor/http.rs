@@ -203,6 +203,7 @@ impl Reactor {
             liveness: Liveness::new(Instant::now()),
             closing: false,
             user: None,
+            read_paused: false,
         }));
         self.shared.metrics.count_status(101);
         self.shared.metrics.websockets_open.fetch_add(1, Ordering::Relaxed);

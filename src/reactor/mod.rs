@@ -392,7 +392,7 @@ impl Reactor {
             Conn::Ws(mut c) => {
                 metrics.websockets_open.fetch_sub(1, Ordering::Relaxed);
                 let _ = registry.deregister(c.ws.get_mut());
-                let mut actions: Vec<crate::stomp::session::Action<()>> = Vec::new();
+                let mut actions = ws::Actions::new();
                 c.session.leave_all(&mut actions);
                 for action in actions {
                     if let crate::stomp::session::Action::LeaveRoom { room, subscription } = action {

@@ -500,6 +500,65 @@ fn commit_is_all_or_nothing(db: &mut dyn Backend) {
     }
 }
 
+/// A multi-message group (a committed STOMP transaction) is all or nothing: the backend's test has
+/// made any message whose text is `poison` fail to insert (a trigger), so that the group below
+/// fails at its 650th message, after whole statements of it went in. Nothing of it may remain —
+/// no message in any of its rooms, no mention — and the same group without the poison commits
+/// whole, in order.
+pub fn group_is_atomic(db: &mut dyn Backend, poison: &str) {
+    user(db, "g_target");
+    let rooms = ["g-1", "g-2", "g-3"];
+    let group = |last: &str| -> Vec<NewChatMessage> {
+        (0..700)
+            .map(|i| {
+                let text = if i == 649 {
+                    last.to_owned()
+                } else {
+                    format!("g{i} @g_target")
+                };
+                msg(rooms[i % 3], "g_sender", &text, NOW + i as i64, &["g_target"])
+            })
+            .collect()
+    };
+    let notes_before = db
+        .list_notifications(
+            "g_target",
+            NotificationQuery {
+                unread_only: false,
+                limit: 500,
+                before: None,
+            },
+        )
+        .expect("list")
+        .len();
+    assert!(db.commit_chat(&group(poison)).is_err(), "the poisoned group fails");
+    for room in rooms {
+        assert!(history(db, room, 500, None, None).is_empty(), "{room}: nothing stored");
+    }
+    let notes_after = db
+        .list_notifications(
+            "g_target",
+            NotificationQuery {
+                unread_only: false,
+                limit: 500,
+                before: None,
+            },
+        )
+        .expect("list")
+        .len();
+    assert_eq!(notes_after, notes_before, "no mention of the failed group");
+
+    let committed = db.commit_chat(&group("the antidote")).expect("the clean group commits");
+    assert_eq!(committed.messages.len(), 700);
+    assert!(
+        committed.messages.windows(2).all(|w| w[0].id < w[1].id),
+        "in the order sent"
+    );
+    assert_eq!(committed.notifications.len(), 700);
+    let stored: usize = rooms.iter().map(|r| history(db, r, 500, None, None).len()).sum();
+    assert_eq!(stored, 700);
+}
+
 /// Prints how long one `commit_chat` of 500 messages (a tenth mentioning a user) takes.
 pub fn time_commit(db: &mut dyn Backend, label: &str) {
     let _ = db.create_user("bench_target", "x", NOW);

@@ -656,6 +656,25 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_group_leaves_nothing_behind() {
+        let path = temp_db();
+        let mut b = match SqliteBackend::open(&path) {
+            Ok(b) => b,
+            Err(e) => panic!("open: {e}"),
+        };
+        b.migrate().unwrap();
+        b.conn
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON chat_messages
+                 WHEN NEW.message = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END",
+            )
+            .unwrap();
+        crate::store::conformance::group_is_atomic(&mut b, "poison");
+        drop(b);
+        cleanup(&path);
+    }
+
+    #[test]
     #[ignore = "timing, run with --ignored --nocapture"]
     fn time_single_commit_of_500() {
         let path = temp_db();

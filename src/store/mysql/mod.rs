@@ -355,6 +355,21 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_group_leaves_nothing_behind() {
+        let Some(db) = TestDb::create() else { return };
+        let mut backend = db.open(None);
+        backend.migrate().unwrap();
+        backend
+            .conn
+            .query_drop(
+                "CREATE TRIGGER poison BEFORE INSERT ON chat_messages FOR EACH ROW BEGIN \
+                 IF NEW.message = 'poison' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poison'; END IF; END",
+            )
+            .unwrap();
+        crate::store::conformance::group_is_atomic(&mut backend, "poison");
+    }
+
+    #[test]
     fn closed_port_is_unavailable_and_prompt() {
         let start = Instant::now();
         match MysqlBackend::connect("mysql://root:secret@127.0.0.1:1/test") {
