@@ -3,8 +3,8 @@
 # application work) under the same load, one after the other, with `herald-bench compare`. Every run is bounded.
 #
 #   bench/scripts/compare.sh [PARTS]        PARTS: any of "table sweep" (default "table")
-#     table   ROUNDS (default 2) rounds of the issue's scenarios; the second round runs the reference first, and the
-#             spread between rounds is the noise of this machine:
+#     table   ROUNDS (default 2) rounds of the issue's scenarios; even rounds run the reference first, and the
+#             spread between rounds is the noise of this machine (FIRST_ROUND=3 adds rounds to an earlier $OUT):
 #               A  idle 10,000 held, then fan-out 1 room x 10,000 subscribers x 2 msg/s
 #               B  fan-out 1 room x 1,000 subscribers x 100 msg/s
 #               C  idle 19,000 held at an uncapped connect rate (RSS/conn at 19,000 and connects/s of the ramp)
@@ -22,6 +22,7 @@ S=$here/bench/scripts
 OUT=${OUT:-/tmp/bench/compare-$(date +%Y%m%d-%H%M%S)}
 PARTS=${1:-table}
 ROUNDS=${ROUNDS:-2}
+FIRST_ROUND=${FIRST_ROUND:-1}   # to add rounds to an earlier sitting's $OUT
 mkdir -p "$OUT"
 ulimit -n 20000
 # Ports and state of our own: other engineers' servers on this machine listen on 18080 (herald.sh and reference.sh
@@ -46,7 +47,7 @@ log "commit $(git rev-parse --short HEAD) ($(git status --porcelain -- src | wc 
 COMMON=(--users 10 --threads 2 --sources 4 --settle 2 --drain 5 --connect-rate 10000 --max-pending 1024 --ramp-timeout 60)
 
 if has table; then
-  for round in $(seq "$ROUNDS"); do
+  for round in $(seq "$FIRST_ROUND" $((FIRST_ROUND + ROUNDS - 1))); do
     if [ $((round % 2)) -eq 1 ]; then order=herald,reference; else order=reference,herald; fi
     cmp "A-round$round" --targets $order --phases idle,fanout "${COMMON[@]}" \
       --idle-connections 10000 --connections 10000 --rooms 1 --publishers 2 --rate 2 --duration 10
