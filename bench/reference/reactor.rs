@@ -30,6 +30,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 pub const TICK_MS: u64 = 250;
 /// Reads of one connection per pass before others get a turn.
 const READS_PER_PASS: usize = 16;
+/// Longest heart-beat interval honoured (a day); a client may ask for any number.
+const MAX_HEARTBEAT_MS: u64 = 86_400_000;
 /// A closing connection that does not read its last bytes is dropped after this long.
 const CLOSE_GRACE_MS: u64 = 5000;
 /// The WebSocket path, as Herald's.
@@ -550,6 +552,8 @@ impl Reactor {
                 if let Some(c) = self.conn(token) {
                     c.closing = true;
                 }
+                // Flushing a closing connection with nothing left to write closes it.
+                self.mark_dirty(token);
             }
         }
         self.conn(token).is_some_and(|c| !c.closing)
@@ -591,7 +595,7 @@ impl Reactor {
             if server == 0 || client == 0 {
                 0
             } else {
-                server.max(client)
+                server.max(client).min(MAX_HEARTBEAT_MS)
             }
         };
         let heart_beat = format!("{server},{server}");
@@ -923,6 +927,10 @@ impl Reactor {
             }
             if failed || (drained && c.closing) {
                 self.close(token);
+            } else if c.closing {
+                // A peer that never reads its last bytes is dropped after a grace period.
+                let due = c.last_write_ms + CLOSE_GRACE_MS;
+                self.schedule(token, due);
             }
         }
         dirty.clear();

@@ -4,7 +4,7 @@
 
 Cases: junk instead of an HTTP request, an oversized request head, junk after the upgrade, an unmasked frame, a frame
 declaring 2^63 bytes, malformed STOMP, a STOMP frame split at every byte, a fragmented message, a 64 KiB frame and one
-over the limit, many frames in one write, a SEND with bad JSON, and a subscriber that never reads (slow consumer).
+over the limit, many frames in one write, a SEND with bad JSON, a DISCONNECT without a receipt, and a subscriber that never reads (slow consumer).
 Bounded: every socket has a 5 s timeout; the whole run takes a few seconds.
 """
 
@@ -190,6 +190,13 @@ def bad_json():
     s.close()
 
 
+def disconnect():
+    s = conn()
+    s.sendall(frame(CONNECT) + frame(b"DISCONNECT\n\n\0"))
+    assert b"CONNECTED" in read_until(s, b"CONNECTED")
+    assert closes(s)
+
+
 def slow_consumer():
     slow = conn()
     slow.sendall(frame(CONNECT) + frame(b"SUBSCRIBE\nid:s\ndestination:/topic/chat.slow\n\n\0"))
@@ -217,6 +224,7 @@ for name, fn in [
     ("64 KiB frame, then one over the limit", big_frames),
     ("500 frames in one write", many_frames),
     ("SEND with bad JSON", bad_json),
+    ("DISCONNECT without a receipt", disconnect),
     ("slow consumer", slow_consumer),
 ]:
     case(name, fn)
