@@ -10,6 +10,7 @@ herald-bench: STOMP-over-WebSocket load generator (loopback only)
 
 USAGE:
     herald-bench <idle|fanout|persist|sse|flood> [FLAGS]
+    herald-bench compare [COMPARE FLAGS] [FLAGS]
 
 SCENARIOS:
     idle     open --connections, CONNECT + SUBSCRIBE to --rooms round-robin, hold --duration seconds
@@ -20,10 +21,14 @@ SCENARIOS:
     flood    (herald only) --flooders send receipted SENDs as fast as Herald reads them (at most --window
              unanswered each) while --connections calm clients send one receipted SEND every --interval-ms;
              each in its own room. Reports the calm SEND->RECEIPT latency and what became of every flooder SEND
+    compare  for each of --targets in turn: start the server, run an idle phase and a fan-out phase with the same
+             load, stop it; then print every figure and the ratios to the reference (see COMPARE FLAGS)
 
 FLAGS (default):
-    --target herald|rabbitmq   server kind (herald)
-    --url URL                  WebSocket URL (herald: ws://127.0.0.1:8080/ws/chat, rabbitmq: ws://127.0.0.1:15674/ws)
+    --target herald|reference|rabbitmq   server kind (herald); reference = herald-reference, Herald's protocol
+                               without login (the bench makes unsigned JWT-shaped tokens carrying the user name)
+    --url URL                  WebSocket URL (herald: ws://127.0.0.1:8080/ws/chat, reference: ws://127.0.0.1:18081/ws/chat,
+                               rabbitmq: ws://127.0.0.1:15674/ws)
     --http URL                 herald REST base for signup/login (http://<url host:port>)
     --users N                  distinct users to sign up and log in, herald only (10; sse: connections + publishers)
     --token-cache PATH         herald: reuse access tokens saved in PATH by an earlier run, save new ones there
@@ -55,9 +60,29 @@ FLAGS (default):
     --threads N                event-loop threads (1)
     --sources N                source addresses 127.0.0.1..127.0.0.N (1)
     --heart-beat CX,CY         STOMP heart-beat asked for in CONNECT (0,0)
-    --server-pid PID           report the server's VmRSS before and after
+    --sub-ids unique|shared    subscription id of each subscriber: sub-<connection index> (unique), or sub-0 for all
+                               (shared, what the bench did before issue 12) (unique)
+    --server-pid PID           report the server's VmRSS before and after, and its CPU time over the publish window
     --max-connections N        refuse to open more sockets than this (19000)
     --json PATH                also write the results as JSON
+
+COMPARE FLAGS (default); the FLAGS above set the shared load (--connections, --rate, --publishers, ...):
+    --targets LIST             servers to run, in this order (herald,reference); any of herald, reference, rabbitmq
+    --phases LIST              idle and/or fanout (idle,fanout)
+    --idle-connections N       connections held in the idle phase (--connections)
+    --idle-hold SECS           how long the idle phase holds them before reading VmRSS (10)
+    --idle-heart-beat CX,CY    heart-beat asked for in the idle phase (10000,10000)
+    --pause SECS               pause after starting a server and between phases (2)
+    --herald-start CMD         shell command that starts Herald and prints its PID last (bench/scripts/herald.sh start)
+    --herald-stop CMD          (bench/scripts/herald.sh stop)
+    --herald-url URL           (ws://127.0.0.1:18080/ws/chat)
+    --reference-start CMD      (bench/scripts/reference.sh start)
+    --reference-stop CMD       (bench/scripts/reference.sh stop)
+    --reference-url URL        (ws://127.0.0.1:18081/ws/chat)
+    --rabbitmq-start CMD       (pgrep -f beam.smp | head -1: the running broker)
+    --rabbitmq-stop CMD        (none)
+    --rabbitmq-url URL         (ws://127.0.0.1:15674/ws)
+    Commands run with `sh -c` from the current directory (the repository root for the defaults).
 ";
 
 /// Which server the bench talks to.
@@ -65,8 +90,45 @@ FLAGS (default):
 pub enum Target {
     /// Herald: JWT login over REST, SEND to `/app/chat.send`.
     Herald,
+    /// herald-reference: Herald's STOMP protocol, no login (any bearer token is accepted).
+    Reference,
     /// RabbitMQ Web-STOMP: login/passcode, SEND straight to the topic.
     Rabbitmq,
+}
+
+impl Target {
+    /// The target's CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Herald => "herald",
+            Self::Reference => "reference",
+            Self::Rabbitmq => "rabbitmq",
+        }
+    }
+
+    /// Parses a CLI name.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "herald" => Ok(Self::Herald),
+            "reference" => Ok(Self::Reference),
+            "rabbitmq" => Ok(Self::Rabbitmq),
+            other => Err(format!("target must be herald, reference or rabbitmq, not {other:?}")),
+        }
+    }
+
+    /// True for the servers that speak Herald's destinations (`/app/chat.send`, `/user/queue/errors`).
+    pub fn speaks_herald(self) -> bool {
+        matches!(self, Self::Herald | Self::Reference)
+    }
+
+    /// The WebSocket URL used when none is given.
+    pub fn default_url(self) -> &'static str {
+        match self {
+            Self::Herald => "ws://127.0.0.1:8080/ws/chat",
+            Self::Reference => "ws://127.0.0.1:18081/ws/chat",
+            Self::Rabbitmq => "ws://127.0.0.1:15674/ws",
+        }
+    }
 }
 
 /// The load shape to run.
@@ -158,6 +220,8 @@ pub struct Config {
     pub sources: usize,
     /// Heart-beat header value for CONNECT.
     pub heart_beat: (u64, u64),
+    /// Every subscriber gets its own subscription id (`sub-<global index>`) instead of `sub-0`.
+    pub unique_sub_ids: bool,
     /// Server process to measure.
     pub server_pid: Option<u32>,
     /// Socket guard.
@@ -216,16 +280,11 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         flags.push((name, value));
     }
     let mut f = Flags(flags);
-    let target = match f.take("target").as_deref() {
-        None | Some("herald") => Target::Herald,
-        Some("rabbitmq") => Target::Rabbitmq,
-        Some(other) => return Err(format!("--target must be herald or rabbitmq, not {other:?}")),
+    let target = match f.take("target") {
+        None => Target::Herald,
+        Some(name) => Target::parse(&name).map_err(|e| format!("--{e}"))?,
     };
-    let default_url = match target {
-        Target::Herald => "ws://127.0.0.1:8080/ws/chat",
-        Target::Rabbitmq => "ws://127.0.0.1:15674/ws",
-    };
-    let ws = endpoint::parse(&f.take("url").unwrap_or_else(|| default_url.into()), "ws")?;
+    let ws = endpoint::parse(&f.take("url").unwrap_or_else(|| target.default_url().into()), "ws")?;
     let http_url = f.take("http").unwrap_or_else(|| format!("http://{}", ws.host_header()));
     let http = endpoint::parse(&http_url, "http")?;
     let flood = scenario == Scenario::Flood;
@@ -241,10 +300,12 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     }
     let heart_beat = match f.take("heart-beat") {
         None => (0, 0),
-        Some(v) => v
-            .split_once(',')
-            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
-            .ok_or_else(|| format!("--heart-beat: expected CX,CY in ms, got {v:?}"))?,
+        Some(v) => parse_heart_beat("heart-beat", &v)?,
+    };
+    let unique_sub_ids = match f.take("sub-ids").as_deref() {
+        None | Some("unique") => true,
+        Some("shared") => false,
+        Some(other) => return Err(format!("--sub-ids must be unique or shared, not {other:?}")),
     };
     let cfg = Config {
         scenario,
@@ -278,6 +339,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         threads: f.num("threads", 1)?.clamp(1, 64),
         sources: f.num("sources", 1)?.clamp(1, 254),
         heart_beat,
+        unique_sub_ids,
         server_pid: f
             .take("server-pid")
             .map(|p| p.parse().map_err(|_| format!("--server-pid: bad pid {p:?}")))
@@ -332,6 +394,188 @@ fn validate(cfg: &Config) -> Result<(), String> {
         return Err("--connect-rate must be > 0".into());
     }
     Ok(())
+}
+
+fn parse_heart_beat(flag: &str, v: &str) -> Result<(u64, u64), String> {
+    v.split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .ok_or_else(|| format!("--{flag}: expected CX,CY in ms, got {v:?}"))
+}
+
+/// One server of a `compare` run and how to start and stop it.
+#[derive(Debug, Clone)]
+pub struct CompareTarget {
+    /// Server kind.
+    pub target: Target,
+    /// WebSocket endpoint.
+    pub ws: Endpoint,
+    /// Shell command that starts it and prints its PID on its last line of output.
+    pub start: String,
+    /// Shell command that stops it (empty: nothing to do).
+    pub stop: String,
+}
+
+/// A `compare` run: the same load against each target in turn.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    /// The load of the fan-out phase (scenario `fanout`); the idle phase is derived from it.
+    pub base: Config,
+    /// Servers, in the order they run.
+    pub targets: Vec<CompareTarget>,
+    /// Run the idle phase.
+    pub idle: bool,
+    /// Run the fan-out phase.
+    pub fanout: bool,
+    /// Connections of the idle phase.
+    pub idle_connections: usize,
+    /// Hold time of the idle phase.
+    pub idle_hold: Duration,
+    /// Heart-beat of the idle phase.
+    pub idle_heart_beat: (u64, u64),
+    /// Pause after a server starts and between phases.
+    pub pause: Duration,
+    /// JSON output path.
+    pub json: Option<String>,
+    /// The command line, for the record.
+    pub args: Vec<String>,
+}
+
+impl CompareConfig {
+    /// The configuration of one phase (`idle` or fan-out) against one target with the server's PID.
+    pub fn phase(&self, t: &CompareTarget, idle: bool, pid: u32) -> Config {
+        let mut cfg = self.base.clone();
+        cfg.target = t.target;
+        cfg.ws = t.ws.clone();
+        cfg.http = Endpoint {
+            path: "/".into(),
+            ..t.ws.clone()
+        };
+        cfg.server_pid = Some(pid);
+        cfg.json = None;
+        if idle {
+            cfg.scenario = Scenario::Idle;
+            cfg.connections = self.idle_connections;
+            cfg.duration = self.idle_hold;
+            cfg.heart_beat = self.idle_heart_beat;
+        }
+        cfg
+    }
+}
+
+/// Parses `compare` arguments (without the program name and the word `compare`).
+pub fn parse_compare(args: &[String]) -> Result<CompareConfig, String> {
+    const OWN: [&str; 15] = [
+        "targets",
+        "phases",
+        "idle-connections",
+        "idle-hold",
+        "idle-heart-beat",
+        "pause",
+        "herald-start",
+        "herald-stop",
+        "herald-url",
+        "reference-start",
+        "reference-stop",
+        "reference-url",
+        "rabbitmq-start",
+        "rabbitmq-stop",
+        "rabbitmq-url",
+    ];
+    let mut own = Flags(Vec::new());
+    let mut rest = vec!["fanout".to_string()];
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let name = arg.strip_prefix("--").unwrap_or("");
+        let (name, inline) = match name.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (name, None),
+        };
+        if ["target", "url", "http", "server-pid"].contains(&name) {
+            return Err(format!("--{name} is set per target in compare (see COMPARE FLAGS)"));
+        }
+        if !OWN.contains(&name) {
+            rest.push(arg.clone());
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().ok_or_else(|| format!("--{name} needs a value"))?.clone(),
+        };
+        own.0.push((name.to_string(), value));
+    }
+    let base = parse(&rest)?;
+    let phases = own.take("phases").unwrap_or_else(|| "idle,fanout".into());
+    let (mut idle, mut fanout) = (false, false);
+    for p in phases.split(',').map(str::trim) {
+        match p {
+            "idle" => idle = true,
+            "fanout" => fanout = true,
+            other => return Err(format!("--phases: unknown phase {other:?}")),
+        }
+    }
+    let mut targets = Vec::new();
+    for name in own
+        .take("targets")
+        .unwrap_or_else(|| "herald,reference".into())
+        .split(',')
+        .map(str::trim)
+    {
+        let target = Target::parse(name).map_err(|e| format!("--targets: {e}"))?;
+        let (start, stop, url) = match target {
+            Target::Herald => (
+                "bench/scripts/herald.sh start",
+                "bench/scripts/herald.sh stop",
+                "ws://127.0.0.1:18080/ws/chat",
+            ),
+            Target::Reference => (
+                "bench/scripts/reference.sh start",
+                "bench/scripts/reference.sh stop",
+                target.default_url(),
+            ),
+            Target::Rabbitmq => ("pgrep -f beam.smp | head -1", "", target.default_url()),
+        };
+        let n = target.name();
+        targets.push(CompareTarget {
+            target,
+            ws: endpoint::parse(&own.take(&format!("{n}-url")).unwrap_or_else(|| url.into()), "ws")?,
+            start: own.take(&format!("{n}-start")).unwrap_or_else(|| start.into()),
+            stop: own.take(&format!("{n}-stop")).unwrap_or_else(|| stop.into()),
+        });
+    }
+    if targets.is_empty() || !(idle || fanout) {
+        return Err("compare needs at least one target and one phase".into());
+    }
+    let idle_connections = own.num("idle-connections", base.connections)?;
+    if idle && (idle_connections == 0 || idle_connections > base.max_connections) {
+        return Err(format!(
+            "--idle-connections must be 1..={} (--max-connections)",
+            base.max_connections
+        ));
+    }
+    let idle_hold = own.secs("idle-hold", 10.0)?;
+    let pause = own.secs("pause", 2.0)?;
+    if idle_hold > Duration::from_secs(600) || pause > Duration::from_secs(60) {
+        return Err("runs are bounded: --idle-hold ≤ 600 s, --pause ≤ 60 s".into());
+    }
+    let idle_heart_beat = match own.take("idle-heart-beat") {
+        None => (10_000, 10_000),
+        Some(v) => parse_heart_beat("idle-heart-beat", &v)?,
+    };
+    if let Some((name, _)) = own.0.first() {
+        return Err(format!("--{name} given for a target not in --targets"));
+    }
+    Ok(CompareConfig {
+        json: base.json.clone(),
+        base,
+        targets,
+        idle,
+        fanout,
+        idle_connections,
+        idle_hold,
+        idle_heart_beat,
+        pause,
+        args: args.to_vec(),
+    })
 }
 
 struct Flags(Vec<(String, String)>);
@@ -404,6 +648,38 @@ mod tests {
             (3, 3, Duration::from_millis(20))
         );
         assert!(parse(&args("flood --target rabbitmq")).is_err());
+    }
+
+    #[test]
+    fn compare_splits_its_own_flags_from_the_load() {
+        let c = parse_compare(&args(
+            "--connections 2000 --rate 5 --targets herald,reference,rabbitmq --phases fanout \
+             --reference-start=./ref.sh --idle-heart-beat 0,0 --json out.json --sub-ids shared",
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.base.scenario, c.base.connections, c.base.rate),
+            (Scenario::Fanout, 2000, 5.0)
+        );
+        assert_eq!(
+            (c.idle, c.fanout, c.idle_connections, c.idle_heart_beat),
+            (false, true, 2000, (0, 0))
+        );
+        let names: Vec<_> = c.targets.iter().map(|t| t.target.name()).collect();
+        assert_eq!(names, ["herald", "reference", "rabbitmq"]);
+        assert_eq!(c.targets[1].start, "./ref.sh");
+        assert_eq!(c.targets[0].ws.addr.port(), 18080);
+        assert_eq!(c.json.as_deref(), Some("out.json"));
+        assert!(!c.base.unique_sub_ids);
+        let idle = c.phase(&c.targets[1], true, 7);
+        assert_eq!(
+            (idle.scenario, idle.target, idle.server_pid, idle.ws.addr.port()),
+            (Scenario::Idle, Target::Reference, Some(7), 18081)
+        );
+        assert!(parse_compare(&args("--url ws://127.0.0.1:1/ws")).is_err());
+        assert!(parse_compare(&args("--targets herald --reference-start x")).is_err());
+        assert!(parse_compare(&args("--phases nothing")).is_err());
+        assert!(parse_compare(&args("--idle-connections 30000")).is_err());
     }
 
     #[test]
