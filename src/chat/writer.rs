@@ -1,7 +1,8 @@
 //! The chat shards: each owns the rooms that hash to it, so a room has one writer and one commit
 //! order. A shard takes whatever SENDs are queued (up to `max_batch`), commits them in one store
 //! transaction with their mention notifications, publishes the committed batch on the bus, and
-//! only then answers the senders — nothing is broadcast or receipted before it is durable.
+//! only then answers the senders — nothing is broadcast or receipted before it is durable. The
+//! bus delivers each room in the store's order (its sequencer), whichever shard or node commits.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -99,14 +100,23 @@ fn shard_loop(rx: &Receiver<ChatJob>, mut worker: Worker, bus: &Bus, max_batch: 
                 .iter_mut()
                 .map(|j| std::mem::replace(&mut j.message, empty_message())),
         );
-        let outcome = commit_and_publish(&mut worker, bus, &messages);
-        answer(bus, batch.drain(..), &outcome);
+        match commit(&mut worker, &messages) {
+            Ok(committed) => {
+                let acks = acks_for(batch.drain(..), &Ok(()));
+                bus.publish_then_ack(committed, acks);
+            }
+            Err(e) => {
+                for (reactor, acks) in acks_for(batch.drain(..), &Err(e)) {
+                    bus.send(reactor, ReactorMsg::ChatAcks(acks));
+                }
+            }
+        }
         in_flight.fetch_sub(messages.len(), Ordering::AcqRel);
     }
 }
 
-/// Commits one batch and, once it is durable, publishes it.
-fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage]) -> Result<(), ChatError> {
+/// Commits one batch; the events to publish once it is durable.
+fn commit(worker: &mut Worker, messages: &[NewChatMessage]) -> Result<Committed, ChatError> {
     let committed = worker.with(|db| db.commit_chat(messages));
     let metrics = worker.metrics();
     match committed {
@@ -118,8 +128,7 @@ fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage
             metrics
                 .notifications_created
                 .fetch_add(committed.notifications.len() as u64, Ordering::Relaxed);
-            bus.publish(Committed::of(&committed.messages, &committed.notifications));
-            Ok(())
+            Ok(Committed::of(&committed))
         }
         Err(e) => {
             metrics
@@ -133,9 +142,10 @@ fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage
     }
 }
 
-/// Tells each sender its SEND's fate, one inbox message per origin reactor. Posted after the
-/// publish on the same FIFO inboxes, so a subscribed sender sees its MESSAGE before its RECEIPT.
-fn answer(bus: &Bus, jobs: impl Iterator<Item = ChatJob>, outcome: &Result<(), ChatError>) {
+/// Each sender's answer, grouped by origin reactor. The bus posts them after the publish (on a
+/// commit: once the batch's messages are delivered here), so a subscribed sender sees its
+/// MESSAGE before its RECEIPT.
+fn acks_for(jobs: impl Iterator<Item = ChatJob>, outcome: &Result<(), ChatError>) -> Vec<(usize, Vec<ChatAck>)> {
     let mut acks: HashMap<usize, Vec<ChatAck>> = HashMap::new();
     for job in jobs {
         // Without a receipt a committed SEND needs no answer; a failure is always reported.
@@ -148,9 +158,7 @@ fn answer(bus: &Bus, jobs: impl Iterator<Item = ChatJob>, outcome: &Result<(), C
             outcome: outcome.clone(),
         });
     }
-    for (reactor, acks) in acks {
-        bus.send(reactor, ReactorMsg::ChatAcks(acks));
-    }
+    acks.into_iter().collect()
 }
 
 fn empty_message() -> NewChatMessage {
