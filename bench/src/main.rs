@@ -399,6 +399,7 @@ fn build_report(
         },
     );
     r.add("url", format!("ws://{}{}", cfg.ws.host_header(), cfg.ws.path));
+    r.add("nodes", cfg.nodes.len());
     r.add("threads", cfg.threads);
     r.add("sources", cfg.sources);
     r.add("rooms", cfg.rooms);
