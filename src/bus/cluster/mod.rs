@@ -255,3 +255,63 @@ fn node_id() -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(rooms: &[&str]) -> Committed {
+        Committed {
+            chat: rooms
+                .iter()
+                .enumerate()
+                .map(|(i, room)| ChatEvent {
+                    room: (*room).into(),
+                    id: i as i64 + 1,
+                    prev: i as i64,
+                    body: "{}".into(),
+                })
+                .collect(),
+            notifications: vec![NotificationEvent {
+                recipient: "bob".into(),
+                id: 9,
+                prev: 0,
+                body: "{}".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_publish_per_room_and_recipient_and_the_queue_is_bounded() {
+        let config = ClusterConfig {
+            redis_url: "redis://127.0.0.1:1".into(),
+            publish_queue: 1,
+            ..ClusterConfig::default()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let cluster = Cluster::new(&config, Arc::clone(&metrics));
+        let publisher = cluster.publisher();
+        let failures = || metrics.cluster_publish_failures.load(Ordering::Relaxed);
+
+        // Not connected yet: nothing is queued, the batch is left to the store.
+        publisher.publish(&committed(&["a"]));
+        assert_eq!(failures(), 2);
+        assert!(cluster.queue.1.is_empty());
+
+        cluster.state.set_publishing(true, &metrics);
+        publisher.publish(&committed(&["a", "b", "a"]));
+        let queued = cluster.queue.1.try_recv().expect("one batch queued");
+        let channels: Vec<&str> = queued.iter().map(|o| o.channel.as_str()).collect();
+        assert_eq!(channels, ["herald:room:a", "herald:room:b", "herald:user:bob"]);
+
+        // Over `publish_queue` batches waiting: dropped and counted, never waited for.
+        publisher.publish(&committed(&["c"]));
+        publisher.publish(&committed(&["d"]));
+        assert_eq!(cluster.queue.1.len(), 1);
+        assert_eq!(failures(), 4);
+        assert!(!cluster.state().up(), "publishing alone is not UP");
+        cluster.state.set_receiving(true, &metrics);
+        assert!(cluster.state().up() && publisher.link_up());
+        assert_eq!(metrics.cluster_redis_up.load(Ordering::Relaxed), 1);
+    }
+}
