@@ -5,8 +5,9 @@
 #
 #   bench/scripts/cluster.sh            outputs in $OUT (default /tmp/bench/cluster-<time>), summary.txt there
 #
-# Load (environment): SUBS subscribers (600) over ROOMS rooms (6), PUBS publishers (12), DELIVERY_RATE
-# deliveries/s offered (6000), DURATION seconds (10). Each run starts its own redis-server on a free port
+# Load (environment): SUBS subscribers (600) over ROOMS rooms (5: keep it coprime with the node count, or a
+# room's subscribers all land on one node), PUBS publishers (12), DELIVERY_RATE
+# deliveries/s offered (12000), DURATION seconds (10). Each run starts its own redis-server on a free port
 # (--save '') and a fresh MariaDB database (root@127.0.0.1:3306, dropped afterwards); nodes listen on
 # 127.0.0.1:1818x. Every process is bounded by `timeout`. CPU per delivery = (utime + stime of every node
 # during the run) / deliveries received; Redis commands come from its INFO commandstats.
@@ -15,7 +16,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 HERALD=${HERALD_BIN:-$here/target/release/herald}
 B=${BENCH_BIN:-$here/target/release/herald-bench}
 OUT=${OUT:-/tmp/bench/cluster-$(date +%Y%m%d-%H%M%S)}
-SUBS=${SUBS:-600}; PUBS=${PUBS:-12}; ROOMS=${ROOMS:-6}; RATE=${DELIVERY_RATE:-6000}; DUR=${DURATION:-10}
+SUBS=${SUBS:-600}; PUBS=${PUBS:-12}; ROOMS=${ROOMS:-5}; RATE=${DELIVERY_RATE:-12000}; DUR=${DURATION:-10}
 mkdir -p "$OUT"
 ulimit -n 20000
 TICK=$(getconf CLK_TCK)
