@@ -11,6 +11,8 @@
 # is a stomp.py that cannot be installed (without CI the Python suite is then skipped, loudly).
 # Chromium and python3-venv: installed with apt-get when missing; with CI=true, when that fails, a failure
 # (otherwise the browser / OpenAPI step is skipped with a notice).
+# Redis: the cluster tests start their own redis-server on free ports (never the one on 6379);
+# the package is installed with apt-get when missing. With CI=true a missing redis-server fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,9 +47,26 @@ ensure_mariadb() {
   return 1
 }
 
+# The cluster tests (tests/cluster.rs) start redis-servers of their own on free ports; they only
+# need the binary (Debian package redis-server).
+ensure_redis_server() {
+  if command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; then return 0; fi
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "redis-server is missing: apt-get install redis-server"
+    apt-get install -y -q redis-server >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1; } || true
+  fi
+  if command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; then return 0; fi
+  if [ "${CI:-}" = "true" ]; then
+    fail "redis-server is not installed and could not be (CI=true: this is a failure)"
+  fi
+  printf '!! redis-server not installed: the cluster tests will be SKIPPED (set CI=true to make this fatal)\n' >&2
+}
+
 say "services"
 MYSQL_UP=1
 ensure_mariadb || MYSQL_UP=0
+ensure_redis_server
 
 say "cargo fmt --check"
 cargo fmt --check
@@ -55,7 +74,7 @@ cargo fmt --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
-say "cargo test (unit tests, store conformance and integration tests on SQLite and MariaDB)"
+say "cargo test (unit tests, store conformance, integration tests on SQLite and MariaDB, cluster tests)"
 cargo test --quiet --all-targets
 
 # The Node suites (@stomp/stompjs chat flow, eventsource replay, newman on the Postman collection)

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use herald::api::auth::seed_dev_users;
 use herald::auth::{password, validate};
+use herald::bus::cluster::Cluster;
 use herald::bus::{self, Bus, Outlet};
 use herald::chat::ChatWriter;
 use herald::config::Config;
@@ -30,7 +31,7 @@ const USAGE: &str = "usage: herald [--config PATH] [migrate | user add NAME]
   user add NAME    create a user; the password is read from the first line of stdin
   --help, --version
 environment: HERALD_BIND, HERALD_REACTORS, HERALD_DATABASE_URL, HERALD_JWT_SECRET, HERALD_DEV,
-  HERALD_REDIS_URL, RUST_LOG";
+  HERALD_REDIS_URL (redis://host:port: scale out over several nodes on one MySQL database), RUST_LOG";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -203,12 +204,6 @@ fn run_server(config: Config, store_url: StoreUrl) -> Result<(), String> {
     if config.dev {
         log::warn!("dev mode: demo users are seeded and the dev JWT secret is allowed; set HERALD_DEV=0 in production");
     }
-    if !config.cluster.redis_url.is_empty() {
-        log::warn!(
-            "cluster.redis_url is set, but Redis scale-out is not implemented in this version: \
-             delivery is node-local (clients catch up through /chat/history)"
-        );
-    }
 
     ensure_port_free(addr).map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => format!("binding {addr}: address in use (is another server running on it?)"),
@@ -234,11 +229,23 @@ fn run_server(config: Config, store_url: StoreUrl) -> Result<(), String> {
             listener,
         });
     }
-    let bus = Arc::new(Bus::new(handles, Outlet::Local));
     let metrics = Arc::new(Metrics::default());
+    let mut cluster = config
+        .cluster
+        .enabled()
+        .then(|| Cluster::new(&config.cluster, Arc::clone(&metrics)));
+    let outlet = match &cluster {
+        Some(c) => Outlet::Cluster(c.publisher()),
+        None => Outlet::Local,
+    };
+    let bus = Arc::new(Bus::configured(handles, outlet, &config.cluster, Arc::clone(&metrics)));
     let on_ready: Option<OnReady> = config.dev.then(|| Box::new(seed_dev_users) as OnReady);
     let db = &config.database;
     let store = StorePool::start(store_url.clone(), db, on_ready, Arc::clone(&metrics));
+    bus::sync::start(&bus, &store, &config.cluster, cluster.as_ref().map(Cluster::sync_side));
+    if let Some(c) = cluster.as_mut() {
+        c.start(&bus)?;
+    }
     // SQLite has one writer lock: `max_writers` keeps it at one shard (see `StoreKind`).
     let shards = db.chat_shards.min(store_url.max_writers());
     let chat = ChatWriter::start(&store, &bus, shards, db.max_batch, db.queue_capacity);
@@ -289,6 +296,9 @@ fn run_server(config: Config, store_url: StoreUrl) -> Result<(), String> {
         all_ran &= t.join().unwrap_or(false);
     }
     shared.pool.shutdown(deadline);
+    if let Some(c) = cluster.as_mut() {
+        c.shutdown(deadline);
+    }
     if !all_ran {
         return Err("a reactor failed; see the log above".into());
     }

@@ -4,7 +4,8 @@
 # 200 senders over 100 rooms, receipted, as fast as the windows allow). The two builds alternate ROUNDS times
 # (default 2), so the same binary is measured twice and the noise is visible next to the difference.
 #   bench/scripts/ab.sh BEFORE_BIN AFTER_BIN      outputs in $OUT (default /tmp/bench/ab-<time>)
-#   SCENARIOS="fanout idle persist" (default all three)
+#   SCENARIOS="fanout idle persist" (default all three); FANOUT_FLAGS adds flags to the fan-out runs
+#   (e.g. "--sub-ids shared" with a herald-bench that knows it)
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 B=${BENCH_BIN:-$here/target/release/herald-bench}
@@ -30,7 +31,7 @@ for round in $(seq "${ROUNDS:-2}"); do
       name="$scenario-$side-$round"
       case $scenario in
       fanout) cmd=("$B" fanout --url $URL --users 10 --server-pid "$H" --connections 10000 --publishers 4 \
-                 --delivery-rate 200000 --duration 10 --ramp-timeout 90 --settle 2 --drain 5 --threads 2 --sources 4) ;;
+                 --delivery-rate 200000 --duration 10 --ramp-timeout 90 --settle 2 --drain 5 --threads 2 --sources 4 ${FANOUT_FLAGS:-}) ;;
       idle)   cmd=("$B" idle --url $URL --users 10 --connections 10000 --rooms 100 --duration 10 --ramp-timeout 90 \
                  --sources 4 --heart-beat 10000,10000 --server-pid "$H") ;;
       persist) cmd=("$B" persist --url $URL --users 20 --connections 200 --rooms 100 --window 8 --rate 0 \
@@ -38,7 +39,7 @@ for round in $(seq "${ROUNDS:-2}"); do
       esac
       log "$name (pid $H, load $(cut -d' ' -f1 /proc/loadavg)) :: ${cmd[*]}"
       timeout 300 "${cmd[@]}" --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
-      grep -hE "deliveries_per_s|send_to_message_p(50|99)_ms|rss_per_connection|committed_per_s|send_to_receipt_p(50|99)_ms|server_cpu" \
+      grep -hE "deliveries_per_s|_latency|rss_per_connection|committed_per_s|server_cpu" \
         "$OUT/$name.txt" | sed 's/^/    /' | tee -a "$OUT/run.log"
     done
   done

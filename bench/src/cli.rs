@@ -9,12 +9,14 @@ pub const USAGE: &str = "\
 herald-bench: STOMP-over-WebSocket load generator (loopback only)
 
 USAGE:
-    herald-bench <idle|fanout|persist|sse|flood> [FLAGS]
+    herald-bench <idle|fanout|cluster|persist|sse|flood> [FLAGS]
     herald-bench compare [COMPARE FLAGS] [FLAGS]
 
 SCENARIOS:
     idle     open --connections, CONNECT + SUBSCRIBE to --rooms round-robin, hold --duration seconds
     fanout   --connections subscribers over --rooms, --publishers sending --rate msgs/s in total
+    cluster  fanout over several Herald nodes (--nodes URL,URL,…): subscribers and publishers spread
+             round-robin over them (logins go to the first node's --http)
     persist  --connections sending receipted SENDs over --rooms, --window outstanding each, --rate total (0 = max)
     sse      (herald only) --connections SSE streams on GET /notifications/stream, one user each; --publishers
              keep-alive HTTP clients POST /notifications to those users, --rate per second in total
@@ -29,6 +31,7 @@ FLAGS (default):
                                without login (the bench makes unsigned JWT-shaped tokens carrying the user name)
     --url URL                  WebSocket URL (herald: ws://127.0.0.1:8080/ws/chat, reference: ws://127.0.0.1:18081/ws/chat,
                                rabbitmq: ws://127.0.0.1:15674/ws)
+    --nodes URL,URL,…          cluster: one WebSocket URL per node
     --http URL                 herald REST base for signup/login (http://<url host:port>)
     --users N                  distinct users to sign up and log in, herald only (10; sse: connections + publishers)
     --token-cache PATH         herald: reuse access tokens saved in PATH by an earlier run, save new ones there
@@ -166,8 +169,10 @@ pub struct Config {
     pub scenario: Scenario,
     /// Server kind.
     pub target: Target,
-    /// WebSocket endpoint.
+    /// WebSocket endpoint (the first node's).
     pub ws: Endpoint,
+    /// Every node's WebSocket endpoint (`cluster --nodes`); connection `i` goes to `i % len`.
+    pub nodes: Vec<Endpoint>,
     /// REST endpoint (herald only).
     pub http: Endpoint,
     /// Distinct users (herald).
@@ -255,7 +260,8 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     let mut it = args.iter();
     let scenario = match it.next().map(String::as_str) {
         Some("idle") => Scenario::Idle,
-        Some("fanout") => Scenario::Fanout,
+        // A fan-out whose connections are spread over several nodes (`--nodes`).
+        Some("fanout" | "cluster") => Scenario::Fanout,
         Some("persist") => Scenario::Persist,
         Some("sse") => Scenario::Sse,
         Some("flood") => Scenario::Flood,
@@ -284,7 +290,20 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         None => Target::Herald,
         Some(name) => Target::parse(&name).map_err(|e| format!("--{e}"))?,
     };
-    let ws = endpoint::parse(&f.take("url").unwrap_or_else(|| target.default_url().into()), "ws")?;
+    let cluster = args.first().map(String::as_str) == Some("cluster");
+    let nodes: Vec<Endpoint> = match f.take("nodes") {
+        Some(list) => list
+            .split(',')
+            .map(|url| endpoint::parse(url.trim(), "ws"))
+            .collect::<Result<_, _>>()?,
+        None if cluster => return Err("cluster needs --nodes URL,URL,… (one WebSocket URL per node)".into()),
+        None => Vec::new(),
+    };
+    let ws = match nodes.first() {
+        Some(first) => first.clone(),
+        None => endpoint::parse(&f.take("url").unwrap_or_else(|| target.default_url().into()), "ws")?,
+    };
+    let nodes = if nodes.is_empty() { vec![ws.clone()] } else { nodes };
     let http_url = f.take("http").unwrap_or_else(|| format!("http://{}", ws.host_header()));
     let http = endpoint::parse(&http_url, "http")?;
     let flood = scenario == Scenario::Flood;
@@ -311,6 +330,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         scenario,
         target,
         ws,
+        nodes,
         http,
         users: f.num("users", 10)?.max(1),
         token_cache: f.take("token-cache"),
@@ -680,6 +700,17 @@ mod tests {
         assert!(parse_compare(&args("--targets herald --reference-start x")).is_err());
         assert!(parse_compare(&args("--phases nothing")).is_err());
         assert!(parse_compare(&args("--idle-connections 30000")).is_err());
+    }
+
+    #[test]
+    fn cluster_spreads_over_nodes() {
+        let c = parse(&args(
+            "cluster --nodes ws://127.0.0.1:1/ws/chat,ws://127.0.0.1:2/ws/chat --connections 10",
+        ))
+        .unwrap();
+        assert_eq!((c.scenario, c.nodes.len(), c.ws.addr.port()), (Scenario::Fanout, 2, 1));
+        assert!(parse(&args("cluster --connections 10")).is_err(), "--nodes is required");
+        assert_eq!(parse(&args("fanout")).unwrap().nodes.len(), 1);
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct Connection {
     user: usize,
     /// Index of this connection in the run (its subscription id is `sub-<global>` with `--sub-ids unique`).
     global: usize,
+    /// Index of the node (in `Config::nodes`) this connection talks to.
+    node: usize,
     inbuf: Vec<u8>,
     stomp: Vec<u8>,
     out: Vec<u8>,
@@ -139,11 +141,19 @@ pub struct Connection {
 
 impl Connection {
     /// Starts a non-blocking connect from `source` to the target.
-    pub fn open(cfg: &Config, source: SocketAddr, role: Role, user: usize, global: usize) -> io::Result<Self> {
+    pub fn open(
+        cfg: &Config,
+        source: SocketAddr,
+        role: Role,
+        user: usize,
+        global: usize,
+        node: usize,
+    ) -> io::Result<Self> {
+        let node = node % cfg.nodes.len().max(1);
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.bind(&source.into())?;
-        match socket.connect(&cfg.ws.addr.into()) {
+        match socket.connect(&cfg.nodes.get(node).unwrap_or(&cfg.ws).addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
@@ -155,6 +165,7 @@ impl Connection {
             role,
             user,
             global,
+            node,
             inbuf: Vec::new(),
             stomp: Vec::new(),
             out: Vec::new(),
@@ -210,10 +221,10 @@ impl Connection {
     fn start_upgrade(&mut self, ctx: &mut Ctx<'_>) {
         let _ = self.stream.set_nodelay(true);
         let key = tungstenite::handshake::client::generate_key();
-        let cfg = ctx.cfg;
+        let endpoint = ctx.cfg.nodes.get(self.node).unwrap_or(&ctx.cfg.ws);
         self.out.extend_from_slice(&ws::upgrade_request(
-            &cfg.ws.host_header(),
-            &cfg.ws.path,
+            &endpoint.host_header(),
+            &endpoint.path,
             &key,
             "v12.stomp",
         ));

@@ -458,6 +458,7 @@ fn build_report(
     r.add("subscription_ids", if cfg.unique_sub_ids { "unique" } else { "shared" });
     r.add("loadavg_at_end", procfs::loadavg());
     r.add("url", format!("ws://{}{}", cfg.ws.host_header(), cfg.ws.path));
+    r.add("nodes", cfg.nodes.len());
     r.add("threads", cfg.threads);
     r.add("sources", cfg.sources);
     r.add("rooms", cfg.rooms);

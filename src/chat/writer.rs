@@ -1,19 +1,15 @@
 //! The chat shards: each owns the rooms that hash to it, so a room has one writer and one commit
 //! order. A shard takes whatever SENDs are queued (up to `max_batch`), commits them in one store
 //! transaction with their mention notifications, publishes the committed batch on the bus, and
-//! only then answers the senders — nothing is broadcast or receipted before it is durable.
+//! only then answers the senders — nothing is broadcast or receipted before it is durable. The
+//! bus delivers each room in the store's order (its sequencer: each message carries its room's
+//! previous id), whichever shard or node committed it.
 //!
 //! A job is committed whole: a transaction's group is never split across batches (one larger
-//! than `max_batch` is committed alone), so it is atomic and keeps the order it was sent in.
-//!
-//! **Groups that span shards.** A group goes to the shard of its *first* room. When all its rooms
-//! hash to that shard (always on SQLite, which runs one shard), nothing changes: each room still
-//! has one writer. When its rooms hash to several shards, the messages of the other rooms commit
-//! on that shard, concurrently with their own shards' batches, so their subscribers may receive a
-//! room's messages out of id order, and a SEND to such a room just before the COMMIT may commit
-//! after it. Per-room delivery order across shards is then restored by the per-room sequencer of
-//! the scale-out work (issue 9: local commits and remote events of a room are delivered in the
-//! order of each message's previous id); the writer does not build a cross-shard protocol of its own.
+//! than `max_batch` is committed alone), so it is atomic and keeps the order it was sent in. A
+//! group goes to the shard of its *first* room; when its rooms hash to several shards, the rooms'
+//! row locks in the store order the commits and the sequencer orders the deliveries, so no
+//! cross-shard protocol is needed here.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -111,8 +107,17 @@ fn shard_loop(rx: &Receiver<ChatJob>, mut worker: Worker, bus: &Bus, max_batch: 
         for job in &mut batch {
             take_messages(job, &mut messages);
         }
-        let outcome = commit_and_publish(&mut worker, bus, &messages);
-        answer(bus, batch.drain(..), &outcome);
+        match commit(&mut worker, &messages) {
+            Ok(committed) => {
+                let acks = acks_for(batch.drain(..), &Ok(()));
+                bus.publish_then_ack(committed, acks);
+            }
+            Err(e) => {
+                for (reactor, acks) in acks_for(batch.drain(..), &Err(e)) {
+                    bus.send(reactor, ReactorMsg::ChatAcks(acks));
+                }
+            }
+        }
         in_flight.fetch_sub(messages.len(), Ordering::AcqRel);
     }
 }
@@ -144,8 +149,8 @@ fn take_messages(job: &mut ChatJob, into: &mut Vec<NewChatMessage>) {
     }
 }
 
-/// Commits one batch and, once it is durable, publishes it.
-fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage]) -> Result<(), ChatError> {
+/// Commits one batch; the events to publish once it is durable.
+fn commit(worker: &mut Worker, messages: &[NewChatMessage]) -> Result<Committed, ChatError> {
     let committed = worker.with(|db| db.commit_chat(messages));
     let metrics = worker.metrics();
     match committed {
@@ -157,8 +162,7 @@ fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage
             metrics
                 .notifications_created
                 .fetch_add(committed.notifications.len() as u64, Ordering::Relaxed);
-            bus.publish(Committed::of(&committed.messages, &committed.notifications));
-            Ok(())
+            Ok(Committed::of(&committed))
         }
         Err(e) => {
             metrics
@@ -172,11 +176,12 @@ fn commit_and_publish(worker: &mut Worker, bus: &Bus, messages: &[NewChatMessage
     }
 }
 
-/// Tells each sender its SENDs' fate, one inbox message per origin reactor. Posted after the
-/// publish on the same FIFO inboxes, so a subscribed sender sees its MESSAGE before its RECEIPT.
-/// Every SEND is answered, so that its session knows what is still in flight; committed SENDs
-/// without a receipt are only counted, consecutive ones of a session together.
-fn answer(bus: &Bus, jobs: impl Iterator<Item = ChatJob>, outcome: &Result<(), ChatError>) {
+/// Each sender's answer, grouped by origin reactor. The bus posts them after the publish (on a
+/// commit: once the batch's messages are delivered here), so a subscribed sender sees its
+/// MESSAGE before its RECEIPT. Every SEND is answered, so that its session knows what is still
+/// in flight; committed SENDs without a receipt are only counted, consecutive ones of a session
+/// together.
+fn acks_for(jobs: impl Iterator<Item = ChatJob>, outcome: &Result<(), ChatError>) -> Vec<(usize, Vec<ChatAck>)> {
     let mut acks: HashMap<usize, Vec<ChatAck>> = HashMap::new();
     for job in jobs {
         let acks = acks.entry(job.origin.reactor).or_default();
@@ -207,9 +212,7 @@ fn answer(bus: &Bus, jobs: impl Iterator<Item = ChatJob>, outcome: &Result<(), C
         };
         acks.push(ChatAck { token, answer });
     }
-    for (reactor, acks) in acks {
-        bus.send(reactor, ReactorMsg::ChatAcks(acks));
-    }
+    acks.into_iter().collect()
 }
 
 fn empty_message() -> NewChatMessage {
@@ -314,7 +317,12 @@ mod tests {
                 })
                 .collect()
         };
-        answer(&bus, jobs().into_iter(), &Ok(()));
+        let answer = |jobs: Vec<ChatJob>, outcome: &Result<(), ChatError>| {
+            for (reactor, acks) in acks_for(jobs.into_iter(), outcome) {
+                bus.send(reactor, ReactorMsg::ChatAcks(acks));
+            }
+        };
+        answer(jobs(), &Ok(()));
         assert_eq!(
             answers(&inboxes[0]),
             [
@@ -325,7 +333,7 @@ mod tests {
             ]
         );
         assert_eq!(answers(&inboxes[1]), ["9 committed 1"]);
-        answer(&bus, jobs().into_iter(), &Err(ChatError::Unavailable));
+        answer(jobs(), &Err(ChatError::Unavailable));
         assert_eq!(
             answers(&inboxes[0]),
             [

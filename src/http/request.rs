@@ -62,6 +62,8 @@ pub struct Request {
     pub content_type: Option<String>,
     pub origin: Option<String>,
     pub last_event_id: Option<String>,
+    /// Every `X-Forwarded-For` value, joined with `, ` in order (see `client_addr`).
+    pub forwarded_for: Option<String>,
     /// `Connection: upgrade` together with `Upgrade: websocket`.
     pub wants_websocket: bool,
     pub sec_websocket_key: Option<String>,
@@ -196,6 +198,15 @@ pub fn parse(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Request, usize)>
             req.origin = Some(value());
         } else if name.eq_ignore_ascii_case("last-event-id") {
             req.last_event_id = Some(value());
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            let v = value();
+            match &mut req.forwarded_for {
+                Some(all) => {
+                    all.push_str(", ");
+                    all.push_str(&v);
+                }
+                None => req.forwarded_for = Some(v),
+            }
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             req.sec_websocket_key = Some(value());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
@@ -290,6 +301,18 @@ mod tests {
         assert_eq!(req.query_param("before"), None);
         assert_eq!(req.authorization.as_deref(), Some("Bearer abc"));
         assert!(req.keep_alive);
+    }
+
+    #[test]
+    fn keeps_every_forwarded_for_value_in_order() {
+        let raw =
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.2\r\nHost: x\r\nx-forwarded-for:  10.0.0.3 \r\n\r\n";
+        let (req, _) = parse(raw, &limits()).expect("ok").expect("complete");
+        assert_eq!(req.forwarded_for.as_deref(), Some("1.2.3.4, 10.0.0.2, 10.0.0.3"));
+        let (plain, _) = parse(b"GET / HTTP/1.1\r\n\r\n", &limits())
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(plain.forwarded_for, None);
     }
 
     #[test]

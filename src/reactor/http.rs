@@ -78,12 +78,14 @@ impl Reactor {
         let Some(Conn::Http(c)) = self.slot_mut(token).map(|s| &s.conn) else {
             return;
         };
-        let peer = c.peer;
-        let ip = peer.ip().to_string();
+        let peer = c.peer.ip();
+        // Behind a trusted proxy the client is named by X-Forwarded-For (SPEC §7).
+        let client = self.shared.trusted_proxies.client(peer, req.forwarded_for.as_deref());
+        let ip = client.to_string();
         let caller = Caller {
             conn: self.conn_ref(token),
             ip: &ip,
-            is_loopback: peer.ip().is_loopback(),
+            is_loopback: client.is_loopback(),
         };
         let shared = std::sync::Arc::clone(&self.shared);
         match api::handle(&shared, caller, route, req) {

@@ -73,12 +73,29 @@ pub struct ChatMessage {
 }
 
 /// The result of one group commit: the stored messages in the order given, and the mention
-/// notifications created for them (ordered by id).
+/// notifications created for them (ordered by id), each with the id of the row before it in its
+/// sequence, so that a receiver can tell a gap from a reordering (SPEC §6).
 #[derive(Debug, Clone, Default)]
 pub struct CommittedChat {
     pub messages: Vec<ChatMessage>,
+    /// For each message, the id of the message before it in its room (0 for a room's first).
+    pub message_prev_ids: Vec<i64>,
     pub notifications: Vec<Notification>,
+    /// For each notification, the id of its recipient's notification before it (0 for the first).
+    pub notification_prev_ids: Vec<i64>,
 }
+
+/// A stored row with the id of the row before it in its sequence (a room's messages, a
+/// recipient's notifications; 0 for the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked<T> {
+    pub prev_id: i64,
+    pub row: T,
+}
+
+/// The newest id of each named sequence that has one (a room's last message, a recipient's last
+/// notification); a name without a row has none yet (its head is 0).
+pub type Heads = Vec<(String, i64)>;
 
 /// Which page of a room's history to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

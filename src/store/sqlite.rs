@@ -1,12 +1,16 @@
 //! The embedded default store: one rusqlite connection per worker to a shared WAL-mode file.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 
 use super::backend::{Backend, StoreError};
-use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
+use super::chat::{
+    create_notification, existing_users_sql, group_commit, heads_in_chunks, history_page, notification_heads_sql,
+    retry_on_conflict, room_heads_sql, ChatTransaction, HistoryScan, NOTIFICATION_START_SQL, ROOM_START_SQL,
+};
 use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
@@ -17,30 +21,31 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tables and indexes; `IF NOT EXISTS` everywhere so a step cut short can run again.
 const SCHEMA: Schema = Schema {
     dialect: "sqlite",
-    steps: &[&[
-        "CREATE TABLE IF NOT EXISTS users (
+    steps: &[
+        &[
+            "CREATE TABLE IF NOT EXISTS users (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             username TEXT NOT NULL UNIQUE,
             password_hash TEXT NOT NULL,
             created_at INTEGER NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS refresh_tokens (
+            "CREATE TABLE IF NOT EXISTS refresh_tokens (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             user_id INTEGER NOT NULL REFERENCES users(id),
             token_hash TEXT NOT NULL UNIQUE,
             family TEXT NOT NULL,
             expires_at INTEGER NOT NULL,
             revoked_at INTEGER)",
-        "CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family)",
-        // AUTOINCREMENT: ids are client cursors (history `after`, SSE Last-Event-ID), so they must
-        // never be reused, not even after the newest row is deleted.
-        "CREATE TABLE IF NOT EXISTS chat_messages (
+            "CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family)",
+            // AUTOINCREMENT: ids are client cursors (history `after`, SSE Last-Event-ID), so they must
+            // never be reused, not even after the newest row is deleted.
+            "CREATE TABLE IF NOT EXISTS chat_messages (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             room_id TEXT NOT NULL,
             sender TEXT NOT NULL,
             message TEXT NOT NULL,
             sent_at INTEGER NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS chat_messages_room ON chat_messages (room_id, id)",
-        "CREATE TABLE IF NOT EXISTS notifications (
+            "CREATE INDEX IF NOT EXISTS chat_messages_room ON chat_messages (room_id, id)",
+            "CREATE TABLE IF NOT EXISTS notifications (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             recipient TEXT NOT NULL,
             type TEXT NOT NULL,
@@ -49,8 +54,25 @@ const SCHEMA: Schema = Schema {
             message TEXT NOT NULL,
             created_at INTEGER NOT NULL,
             read_at INTEGER)",
-        "CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, id)",
-    ]],
+            "CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, id)",
+        ],
+        &[
+            // One row per room: the lock a group commit takes, and the room's last message id. The
+            // other columns are the rooms API's (created_at NULL: an open room, never created).
+            "CREATE TABLE IF NOT EXISTS rooms (
+            room_id TEXT NOT NULL PRIMARY KEY,
+            last_message_id INTEGER NOT NULL DEFAULT 0,
+            name TEXT NULL,
+            is_private INTEGER NOT NULL DEFAULT 0,
+            owner TEXT NULL,
+            created_at INTEGER NULL)",
+            // Back-fill from the messages stored before the table existed (`WHERE true`: SQLite's
+            // upsert after INSERT … SELECT needs a WHERE to parse).
+            "INSERT INTO rooms (room_id, last_message_id)
+            SELECT room_id, MAX(id) FROM chat_messages WHERE true GROUP BY room_id
+            ON CONFLICT (room_id) DO UPDATE SET last_message_id = MAX(last_message_id, excluded.last_message_id)",
+        ],
+    ],
 };
 
 const NOTIFICATION_COLUMNS: &str = "id, recipient, type, sender, room_id, message, created_at, read_at";
@@ -168,6 +190,31 @@ fn notification_params(n: &NewNotification) -> (&str, &str, &str, Option<&str>, 
 struct ChatTx<'c>(rusqlite::Transaction<'c>);
 
 impl ChatTransaction for ChatTx<'_> {
+    /// The IMMEDIATE transaction already holds SQLite's one write lock, which covers every room;
+    /// rows are only created and read.
+    fn lock_rooms(&mut self, rooms: &[&str]) -> Result<Vec<i64>, StoreError> {
+        let count = rooms.len();
+        self.0
+            .prepare(&format!(
+                "INSERT OR IGNORE INTO rooms (room_id) VALUES {}",
+                vec!["(?)"; count].join(",")
+            ))
+            .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(rooms)))
+            .map_err(map_err)?;
+        let heads: HashMap<String, i64> = query_pairs(&self.0, &room_heads_sql(count), rooms)?
+            .into_iter()
+            .collect();
+        rooms
+            .iter()
+            .map(|r| {
+                heads
+                    .get(*r)
+                    .copied()
+                    .ok_or_else(|| StoreError::Other(format!("room {r:?} has no row after its insert")))
+            })
+            .collect()
+    }
+
     fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
         // One cached single-row INSERT per message rather than a multi-row statement: in-process
         // there is no round trip to save, and `last_insert_rowid` ties each id to its input
@@ -190,15 +237,40 @@ impl ChatTransaction for ChatTx<'_> {
             .collect()
     }
 
-    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
+    fn set_room_heads(&mut self, heads: &[(&str, i64)]) -> Result<(), StoreError> {
+        let mut update = self
+            .0
+            .prepare_cached("UPDATE rooms SET last_message_id = ?1 WHERE room_id = ?2")
+            .map_err(map_err)?;
+        for (room, id) in heads {
+            update.execute(params![id, room]).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    fn lock_recipients(&mut self, names: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
         // Not cached: each list length is a different statement and would evict the hot ones.
-        self.0
+        let users: Vec<String> = self
+            .0
             .prepare(&existing_users_sql(names.len()))
             .and_then(|mut stmt| {
                 stmt.query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))?
                     .collect()
             })
-            .map_err(map_err)
+            .map_err(map_err)?;
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads: HashMap<String, i64> = query_pairs(&self.0, &notification_heads_sql(users.len()), &users)?
+            .into_iter()
+            .collect();
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let last = heads.get(&u).copied().unwrap_or(0);
+                (u, last)
+            })
+            .collect())
     }
 
     fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
@@ -221,6 +293,20 @@ impl ChatTransaction for ChatTx<'_> {
     fn commit(self) -> Result<(), StoreError> {
         self.0.commit().map_err(map_err)
     }
+}
+
+/// Runs a `SELECT name, id` with `names` bound and returns its rows.
+fn query_pairs<S: rusqlite::ToSql>(
+    conn: &Connection,
+    sql: &str,
+    names: &[S],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    conn.prepare(sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(rusqlite::params_from_iter(names), |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(map_err)
 }
 
 /// The migration driver's view of a connection inside the migration transaction.
@@ -388,11 +474,13 @@ impl Backend for SqliteBackend {
     }
 
     fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError> {
-        group_commit(batch, || {
-            self.conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map(ChatTx)
-                .map_err(map_err)
+        retry_on_conflict(|| {
+            group_commit(batch, || {
+                self.conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map(ChatTx)
+                    .map_err(map_err)
+            })
         })
     }
 
@@ -421,17 +509,41 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Notification>, StoreError> {
-        // One statement checks the recipient and inserts, so there is no window between the two.
-        let inserted = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM users WHERE username = ?1",
-            )
-            .and_then(|mut s| s.execute(notification_params(n)))
-            .map_err(map_err)?;
-        Ok((inserted > 0).then(|| n.stored_as(self.conn.last_insert_rowid())))
+    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Linked<Notification>>, StoreError> {
+        create_notification(n, || {
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map(ChatTx)
+                .map_err(map_err)
+        })
+    }
+
+    fn room_start(&mut self, room: &str, before_ms: i64) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(ROOM_START_SQL)
+            .and_then(|mut s| s.query_row(params![room, before_ms], |r| r.get(0)).optional())
+            .map(|id| id.unwrap_or(0))
+            .map_err(map_err)
+    }
+
+    fn notification_start(&mut self, recipient: &str, before_ms: i64) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(NOTIFICATION_START_SQL)
+            .and_then(|mut s| s.query_row(params![recipient, before_ms], |r| r.get(0)).optional())
+            .map(|id| id.unwrap_or(0))
+            .map_err(map_err)
+    }
+
+    fn room_heads(&mut self, rooms: &[&str]) -> Result<Heads, StoreError> {
+        heads_in_chunks(rooms, |chunk| {
+            query_pairs(&self.conn, &room_heads_sql(chunk.len()), chunk)
+        })
+    }
+
+    fn notification_heads(&mut self, recipients: &[&str]) -> Result<Heads, StoreError> {
+        heads_in_chunks(recipients, |chunk| {
+            query_pairs(&self.conn, &notification_heads_sql(chunk.len()), chunk)
+        })
     }
 
     fn list_notifications(
@@ -534,6 +646,54 @@ mod tests {
     fn conformance() {
         let path = temp_db();
         crate::store::conformance::run_all(&|| open(&path));
+        cleanup(&path);
+    }
+
+    #[test]
+    fn concurrent_commits_keep_rooms_chained() {
+        let path = temp_db();
+        crate::store::conformance::concurrent_commits_keep_every_room_chained(&|| open(&path));
+        cleanup(&path);
+    }
+
+    #[test]
+    fn rooms_are_back_filled_from_the_messages_stored_before_them() {
+        let path = temp_db();
+        let mut b = match SqliteBackend::open(&path) {
+            Ok(b) => b,
+            Err(e) => panic!("open: {e}"),
+        };
+        b.migrate().unwrap();
+        let batch: Vec<NewChatMessage> = ["bf-a", "bf-b", "bf-a"]
+            .iter()
+            .map(|room| NewChatMessage {
+                room_id: (*room).into(),
+                sender: "s".into(),
+                message: "m".into(),
+                sent_at_ms: 1,
+                mentions: vec![],
+            })
+            .collect();
+        let ids: Vec<i64> = b.commit_chat(&batch).unwrap().messages.iter().map(|m| m.id).collect();
+        // As a database of the previous version: no rooms table, schema at version 1.
+        b.conn
+            .execute_batch("DROP TABLE rooms; DELETE FROM schema_version WHERE version >= 2")
+            .unwrap();
+        b.migrate().unwrap();
+        let mut heads = b.room_heads(&["bf-a", "bf-b"]).unwrap();
+        heads.sort();
+        assert_eq!(heads, vec![("bf-a".into(), ids[2]), ("bf-b".into(), ids[1])]);
+        // The next message links to the back-filled head.
+        let next = b.commit_chat(&batch[..1]).unwrap();
+        assert_eq!(next.message_prev_ids, vec![ids[2]]);
+        // Re-running the step (a crash before its version was recorded) changes nothing.
+        b.conn
+            .execute_batch("DELETE FROM schema_version WHERE version >= 2")
+            .unwrap();
+        b.migrate().unwrap();
+        let head = b.room_heads(&["bf-a"]).unwrap();
+        assert_eq!(head, vec![("bf-a".into(), next.messages[0].id)]);
+        drop(b);
         cleanup(&path);
     }
 

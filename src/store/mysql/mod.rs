@@ -10,13 +10,17 @@ mod schema;
 #[cfg(test)]
 mod test_db;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use ::mysql::prelude::Queryable;
-use ::mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts, Value};
+use ::mysql::{Conn, IsolationLevel, Opts, OptsBuilder, Transaction, TxOpts, Value};
 
 use super::backend::{Backend, StoreError};
-use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
+use super::chat::{
+    create_notification, existing_users_sql, group_commit, heads_in_chunks, history_page, notification_heads_sql,
+    retry_on_conflict, room_heads_sql, ChatTransaction, HistoryScan, NOTIFICATION_START_SQL, ROOM_START_SQL,
+};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
 use errors::map_err;
@@ -39,6 +43,10 @@ const SESSION_INIT: &[&str] = &[
 const CHAT_COLUMNS: [&str; 4] = ["room_id", "sender", "message", "sent_at"];
 /// The columns of a new notification, in [`notification_values`] order.
 const NOTIFICATION_INSERT_COLUMNS: [&str; 6] = ["recipient", "type", "sender", "room_id", "message", "created_at"];
+
+fn names<S: AsRef<str>>(names: &[S]) -> ::mysql::Params {
+    params(names.iter().map(|n| Value::from(n.as_ref())).collect())
+}
 
 fn message_values(m: &NewChatMessage) -> Vec<Value> {
     vec![
@@ -86,6 +94,13 @@ impl MysqlBackend {
     }
 }
 
+/// The isolation of the write transactions: READ COMMITTED takes no gap locks, so the row locks of
+/// `rooms` and `users` (taken in sorted order) are the only locks two batches can wait on, and a
+/// room created by two batches at once is a duplicate key (retried), never a deadlock.
+fn write_tx_opts() -> TxOpts {
+    TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted))
+}
+
 /// A group commit's transaction; dropped on any early return, it sends ROLLBACK.
 struct ChatTx<'c> {
     tx: Transaction<'c>,
@@ -93,14 +108,62 @@ struct ChatTx<'c> {
 }
 
 impl ChatTransaction for ChatTx<'_> {
+    fn lock_rooms(&mut self, rooms: &[&str]) -> Result<Vec<i64>, StoreError> {
+        let sql = format!("{} FOR UPDATE", room_heads_sql(rooms.len()));
+        let found: HashMap<String, i64> = all_rows::<(String, i64)>(&mut self.tx, &sql, names(rooms))?
+            .into_iter()
+            .collect();
+        let missing: Vec<&str> = rooms.iter().copied().filter(|r| !found.contains_key(*r)).collect();
+        if !missing.is_empty() {
+            // A plain INSERT: a batch that races us to a new room waits for our commit and then
+            // fails on the duplicate key (`Conflict`), and the group commit is run again.
+            let sql = format!(
+                "INSERT INTO rooms (room_id, last_message_id) VALUES {}",
+                vec!["(?, 0)"; missing.len()].join(",")
+            );
+            self.tx.exec_drop(sql, names(&missing)).map_err(map_err)?;
+        }
+        Ok(rooms.iter().map(|r| found.get(*r).copied().unwrap_or(0)).collect())
+    }
+
     fn insert_messages(&mut self, batch: &[NewChatMessage]) -> Result<Vec<i64>, StoreError> {
         let rows: Vec<Vec<Value>> = batch.iter().map(message_values).collect();
         insert_rows(&mut self.tx, self.ids, "chat_messages", &CHAT_COLUMNS, &rows)
     }
 
-    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
-        let names: Vec<Value> = names.iter().map(|n| Value::from(*n)).collect();
-        all_rows(&mut self.tx, &existing_users_sql(names.len()), params(names))
+    fn set_room_heads(&mut self, heads: &[(&str, i64)]) -> Result<(), StoreError> {
+        // One statement for every room of the batch.
+        let cases = vec!["WHEN ? THEN ?"; heads.len()].join(" ");
+        let sql = format!(
+            "UPDATE rooms SET last_message_id = CASE room_id {cases} END WHERE room_id IN ({})",
+            vec!["?"; heads.len()].join(",")
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(heads.len() * 3);
+        for (room, id) in heads {
+            values.push((*room).into());
+            values.push((*id).into());
+        }
+        values.extend(heads.iter().map(|(room, _)| Value::from(*room)));
+        self.tx.exec_drop(sql, params(values)).map_err(map_err)
+    }
+
+    fn lock_recipients(&mut self, recipients: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = format!("{} FOR UPDATE", existing_users_sql(recipients.len()));
+        let users: Vec<String> = all_rows(&mut self.tx, &sql, names(recipients))?;
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads: HashMap<String, i64> =
+            all_rows::<(String, i64)>(&mut self.tx, &notification_heads_sql(users.len()), names(&users))?
+                .into_iter()
+                .collect();
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let last = heads.get(&u).copied().unwrap_or(0);
+                (u, last)
+            })
+            .collect())
     }
 
     fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
@@ -226,9 +289,11 @@ impl Backend for MysqlBackend {
 
     fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError> {
         let ids = self.ids;
-        group_commit(batch, || {
-            let tx = self.conn.start_transaction(TxOpts::default()).map_err(map_err)?;
-            Ok(ChatTx { tx, ids })
+        retry_on_conflict(|| {
+            group_commit(batch, || {
+                let tx = self.conn.start_transaction(write_tx_opts()).map_err(map_err)?;
+                Ok(ChatTx { tx, ids })
+            })
         })
     }
 
@@ -252,22 +317,42 @@ impl Backend for MysqlBackend {
         })
     }
 
-    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Notification>, StoreError> {
-        // One statement checks the recipient and inserts, so there is no window between the two.
-        let mut values = notification_values(n);
-        values.push(n.recipient.as_str().into());
-        let inserted = affected(
+    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Linked<Notification>>, StoreError> {
+        let ids = self.ids;
+        create_notification(n, || {
+            let tx = self.conn.start_transaction(write_tx_opts()).map_err(map_err)?;
+            Ok(ChatTx { tx, ids })
+        })
+    }
+
+    fn room_start(&mut self, room: &str, before_ms: i64) -> Result<i64, StoreError> {
+        let id: Option<i64> = first_row(
             &mut self.conn,
-            "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
-             SELECT ?, ?, ?, ?, ?, ? FROM users WHERE username = ?",
-            params(values),
+            ROOM_START_SQL,
+            params(vec![room.into(), before_ms.into()]),
         )?;
-        if inserted == 0 {
-            return Ok(None);
-        }
-        let id = i64::try_from(self.conn.last_insert_id())
-            .map_err(|_| StoreError::Other("notification id out of range".into()))?;
-        Ok(Some(n.stored_as(id)))
+        Ok(id.unwrap_or(0))
+    }
+
+    fn notification_start(&mut self, recipient: &str, before_ms: i64) -> Result<i64, StoreError> {
+        let id: Option<i64> = first_row(
+            &mut self.conn,
+            NOTIFICATION_START_SQL,
+            params(vec![recipient.into(), before_ms.into()]),
+        )?;
+        Ok(id.unwrap_or(0))
+    }
+
+    fn room_heads(&mut self, rooms: &[&str]) -> Result<Heads, StoreError> {
+        heads_in_chunks(rooms, |chunk| {
+            all_rows(&mut self.conn, &room_heads_sql(chunk.len()), names(chunk))
+        })
+    }
+
+    fn notification_heads(&mut self, recipients: &[&str]) -> Result<Heads, StoreError> {
+        heads_in_chunks(recipients, |chunk| {
+            all_rows(&mut self.conn, &notification_heads_sql(chunk.len()), names(chunk))
+        })
     }
 
     fn list_notifications(
@@ -367,6 +452,50 @@ mod tests {
             )
             .unwrap();
         crate::store::conformance::group_is_atomic(&mut backend, "poison");
+    }
+
+    #[test]
+    fn concurrent_commits_keep_rooms_chained() {
+        let Some(db) = TestDb::create() else { return };
+        crate::store::conformance::concurrent_commits_keep_every_room_chained(&|| Box::new(db.open(None)));
+    }
+
+    #[test]
+    fn rooms_are_back_filled_from_the_messages_stored_before_them() {
+        let Some(mut db) = TestDb::create() else { return };
+        let mut b = db.open(None);
+        b.migrate().unwrap();
+        let batch: Vec<NewChatMessage> = ["bf-a", "bf-b", "bf-a"]
+            .iter()
+            .map(|room| NewChatMessage {
+                room_id: (*room).into(),
+                sender: "s".into(),
+                message: "m".into(),
+                sent_at_ms: 1,
+                mentions: vec![],
+            })
+            .collect();
+        let ids: Vec<i64> = b.commit_chat(&batch).unwrap().messages.iter().map(|m| m.id).collect();
+        // As a database of the previous version: no rooms table, schema at version 1.
+        db.admin.query_drop(format!("DROP TABLE {}.rooms", db.name())).unwrap();
+        db.admin
+            .query_drop(format!("DELETE FROM {}.schema_version WHERE version >= 2", db.name()))
+            .unwrap();
+        b.migrate().unwrap();
+        let mut heads = b.room_heads(&["bf-a", "bf-b"]).unwrap();
+        heads.sort();
+        assert_eq!(heads, vec![("bf-a".into(), ids[2]), ("bf-b".into(), ids[1])]);
+        let next = b.commit_chat(&batch[..1]).unwrap();
+        assert_eq!(next.message_prev_ids, vec![ids[2]]);
+        // Re-running the step (a crash before its version was recorded) changes nothing.
+        db.admin
+            .query_drop(format!("DELETE FROM {}.schema_version WHERE version >= 2", db.name()))
+            .unwrap();
+        b.migrate().unwrap();
+        assert_eq!(
+            b.room_heads(&["bf-a"]).unwrap(),
+            vec![("bf-a".into(), next.messages[0].id)]
+        );
     }
 
     #[test]

@@ -18,15 +18,16 @@ const MIGRATE_LOCK_TIMEOUT_S: i64 = 30;
 /// (the server default would make `Alice` and `alice`, or `bob` and `bob `, the same user).
 const SCHEMA: Schema = Schema {
     dialect: "mysql",
-    steps: &[&[
-        "CREATE TABLE IF NOT EXISTS users (
+    steps: &[
+        &[
+            "CREATE TABLE IF NOT EXISTS users (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             username VARCHAR(64) NOT NULL,
             password_hash VARCHAR(255) NOT NULL,
             created_at BIGINT NOT NULL,
             UNIQUE KEY users_username (username)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
-        "CREATE TABLE IF NOT EXISTS refresh_tokens (
+            "CREATE TABLE IF NOT EXISTS refresh_tokens (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             user_id BIGINT NOT NULL,
             token_hash VARCHAR(128) NOT NULL,
@@ -37,7 +38,7 @@ const SCHEMA: Schema = Schema {
             KEY refresh_tokens_family (family),
             CONSTRAINT refresh_tokens_user FOREIGN KEY (user_id) REFERENCES users (id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
-        "CREATE TABLE IF NOT EXISTS chat_messages (
+            "CREATE TABLE IF NOT EXISTS chat_messages (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             room_id VARCHAR(64) NOT NULL,
             sender VARCHAR(64) NOT NULL,
@@ -45,7 +46,7 @@ const SCHEMA: Schema = Schema {
             sent_at BIGINT NOT NULL,
             KEY chat_messages_room (room_id, id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
-        "CREATE TABLE IF NOT EXISTS notifications (
+            "CREATE TABLE IF NOT EXISTS notifications (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
             recipient VARCHAR(64) NOT NULL,
             type VARCHAR(16) NOT NULL,
@@ -56,7 +57,24 @@ const SCHEMA: Schema = Schema {
             read_at BIGINT NULL,
             KEY notifications_recipient (recipient, id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
-    ]],
+        ],
+        &[
+            // One row per room: the lock a group commit takes, and the room's last message id. The
+            // other columns are the rooms API's (created_at NULL: an open room, never created).
+            "CREATE TABLE IF NOT EXISTS rooms (
+            room_id VARCHAR(64) NOT NULL PRIMARY KEY,
+            last_message_id BIGINT NOT NULL DEFAULT 0,
+            name VARCHAR(100) NULL,
+            is_private BOOLEAN NOT NULL DEFAULT FALSE,
+            owner VARCHAR(64) NULL,
+            created_at BIGINT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
+            // Back-fill from the messages stored before the table existed; re-running it is harmless.
+            "INSERT INTO rooms (room_id, last_message_id)
+            SELECT * FROM (SELECT room_id, MAX(id) AS last_id FROM chat_messages GROUP BY room_id) AS found
+            ON DUPLICATE KEY UPDATE last_message_id = GREATEST(rooms.last_message_id, found.last_id)",
+        ],
+    ],
 };
 
 /// Brings the schema up to date. DDL cannot sit in a transaction, so a named lock keeps two
