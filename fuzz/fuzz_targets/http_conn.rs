@@ -3,7 +3,7 @@
 //! are pipelined behind them. The requests handed out must be exactly those that parsing the
 //! whole stream at once yields, in order, and a stream that cannot be parsed must be refused.
 //!
-//! Run with `scripts/fuzz.sh` (or `cargo fuzz run http_conn` from the repository root).
+//! Run with `scripts/fuzz.sh`, or `RUSTC_BOOTSTRAP=1 cargo fuzz run http_conn` from the repository root.
 
 #![no_main]
 

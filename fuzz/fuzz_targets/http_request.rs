@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the HTTP/1.1 request parser, pipelined requests included.
 //!
-//! Run with `scripts/fuzz.sh` (or `cargo fuzz run http_request` from the repository root).
+//! Run with `scripts/fuzz.sh`, or `RUSTC_BOOTSTRAP=1 cargo fuzz run http_request` from the repository root.
 
 #![no_main]
 

@@ -3,7 +3,7 @@
 //! as decoding the whole stream at once, fail where it fails, and never hold more than one
 //! frame's worth of partial input.
 //!
-//! Run with `scripts/fuzz.sh` (or `cargo fuzz run stomp_decoder` from the repository root).
+//! Run with `scripts/fuzz.sh`, or `RUSTC_BOOTSTRAP=1 cargo fuzz run stomp_decoder` from the repository root.
 
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the STOMP decoder the way a WebSocket session does.
 //!
-//! Run with `cargo +nightly fuzz run stomp_frame` from the repository root.
+//! Run with `scripts/fuzz.sh`, or `RUSTC_BOOTSTRAP=1 cargo fuzz run stomp_frame` from the repository root.
 
 #![no_main]
 
