@@ -84,7 +84,10 @@ impl HttpState {
     /// How much unparsed input one connection may hold: one maximal request and a little of the
     /// next (the parser refuses beyond it).
     pub fn input_limit(limits: &HttpLimits) -> usize {
-        limits.max_header_bytes + limits.max_body_bytes + 4096
+        limits
+            .max_header_bytes
+            .saturating_add(limits.max_body_bytes)
+            .saturating_add(4096)
     }
 
     /// The buffer the reactor reads into.
