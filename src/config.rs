@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub shutdown_deadline_ms: u64,
     pub cors_allowed_origins: Vec<String>,
     pub metrics_loopback_only: bool,
+    /// Serve the web client at `GET /` (SPEC §9); unset means on in dev mode, off in production.
+    pub web_client: Option<bool>,
+    /// Peers (CIDR blocks) whose `X-Forwarded-For` names the client (SPEC §7); empty: none.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[database]`: the store URL and the worker pool feeding it.
@@ -94,6 +98,13 @@ pub struct ChatConfig {
     pub outbound_buffer_bytes: usize,
     pub heartbeat_ms: u64,
     pub ws_read_buffer_bytes: usize,
+    /// STOMP transactions open at once on one connection; one more `BEGIN` is an `ERROR` and a close.
+    pub max_open_transactions: usize,
+    /// SENDs held by one open transaction until its `COMMIT`; one more is an `ERROR` and a close.
+    pub max_transaction_sends: usize,
+    /// SENDs of one connection waiting for their commit; beyond it the server stops reading that
+    /// connection until commits return (TCP backpressure, never an error).
+    pub max_inflight_sends: usize,
 }
 
 /// `[notifications]`: SSE and direct notifications.
@@ -113,11 +124,50 @@ pub struct RoomsConfig {
     pub max_members: usize,
 }
 
-/// `[cluster]`: scale-out over Redis pub/sub.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[cluster]`: scale-out over Redis pub/sub (SPEC §6), and the per-topic delivery order that a
+/// single node uses too.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// `redis://[user:pass@]host:port[/db]`; empty: a single node (no Redis).
     pub redis_url: String,
+    /// How long an event that arrived before the ones it follows waits for them before they are
+    /// read from the store.
+    pub gap_timeout_ms: u64,
+    /// While Redis is unreachable: how often the store is polled for the rooms and users that
+    /// have listeners on this node.
+    pub poll_interval_ms: u64,
+    /// With Redis up: how often the same check runs anyway, to catch a lost publish that no later
+    /// event reveals (0: never).
+    pub audit_interval_ms: u64,
+    /// Events held per room or user while waiting for a missing one; over it, the store is read
+    /// at once (and at twice it, the gap is given up on).
+    pub max_held_events: usize,
+    /// Committed batches waiting to be published to Redis; over it, batches are not published
+    /// (the other nodes read them from the store).
+    pub publish_queue: usize,
+}
+
+impl ClusterConfig {
+    /// Whether Redis scale-out is on.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
+
+    /// `gap_timeout_ms` as a duration.
+    pub fn gap_timeout(&self) -> Duration {
+        Duration::from_millis(self.gap_timeout_ms)
+    }
+
+    /// `poll_interval_ms` as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// `audit_interval_ms` as a duration; `None` when off.
+    pub fn audit_interval(&self) -> Option<Duration> {
+        (self.audit_interval_ms > 0).then(|| Duration::from_millis(self.audit_interval_ms))
+    }
 }
 
 impl Default for Config {
@@ -150,6 +200,8 @@ impl Default for ServerConfig {
             shutdown_deadline_ms: 10_000,
             cors_allowed_origins: vec!["*".into()],
             metrics_loopback_only: true,
+            web_client: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -194,6 +246,22 @@ impl Default for ChatConfig {
             outbound_buffer_bytes: 1024 * 1024,
             heartbeat_ms: 10_000,
             ws_read_buffer_bytes: 2048,
+            max_open_transactions: 16,
+            max_transaction_sends: 1000,
+            max_inflight_sends: 256,
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: String::new(),
+            gap_timeout_ms: 250,
+            poll_interval_ms: 500,
+            audit_interval_ms: 5000,
+            max_held_events: 1024,
+            publish_queue: 16_384,
         }
     }
 }
@@ -215,7 +283,9 @@ impl Default for RoomsConfig {
 }
 
 impl Config {
-    /// Reads `path` (a missing default path is fine: defaults apply), applies the environment, validates.
+    /// Reads `path` (a missing default path is fine: defaults apply), applies the environment and
+    /// checks the values every command needs. Serving needs [`Config::validate`] as well (the JWT
+    /// secret), which `migrate` and `user add` do not use.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let default_path = Path::new("config/herald.toml");
         let (path, required) = match path {
@@ -236,7 +306,7 @@ impl Config {
             }
         };
         config.apply_env(|name| std::env::var(name).ok())?;
-        config.validate()?;
+        config.check_values()?;
         Ok(config)
     }
 
@@ -274,12 +344,16 @@ impl Config {
         Ok(())
     }
 
-    /// Checks ranges and the production-safety rules (no default secret outside dev mode).
+    /// Checks ranges and the production-safety rules (no default secret outside dev mode): what
+    /// serving needs.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_values()?;
+        self.check_secret()
+    }
+
+    /// The JWT secret rules: not the dev default and at least 32 bytes outside dev mode.
+    fn check_secret(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if self.server.bind.parse::<SocketAddr>().is_err() {
-            return invalid(&format!("server.bind {:?} is not an address:port", self.server.bind));
-        }
         if !self.dev && self.jwt.secret == DEV_JWT_SECRET {
             return invalid("jwt.secret is the dev default; set HERALD_JWT_SECRET (>= 32 bytes) or HERALD_DEV=1");
         }
@@ -288,6 +362,15 @@ impl Config {
         }
         if self.jwt.secret.is_empty() {
             return invalid("jwt.secret must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Ranges and formats of every other key.
+    fn check_values(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return invalid(&format!("server.bind {:?} is not an address:port", self.server.bind));
         }
         if self.jwt.access_ttl_secs <= 0 || self.jwt.refresh_ttl_secs <= 0 {
             return invalid("jwt.access_ttl_secs and jwt.refresh_ttl_secs must be positive");
@@ -307,8 +390,57 @@ impl Config {
         if self.rooms.max_members < 2 {
             return invalid("rooms.max_members must be at least 2 (a direct-message room has two)");
         }
+        if self.chat.max_open_transactions == 0
+            || self.chat.max_transaction_sends == 0
+            || self.chat.max_inflight_sends == 0
+        {
+            return invalid(
+                "chat.max_open_transactions, chat.max_transaction_sends and chat.max_inflight_sends must be at least 1",
+            );
+        }
+        // A committed transaction is one job of the chat queue, whose SENDs all count in flight.
+        if self.chat.max_transaction_sends > 100_000 || self.chat.max_open_transactions > 1024 {
+            return invalid("chat.max_transaction_sends must be <= 100000 and chat.max_open_transactions <= 1024");
+        }
         if self.notifications.ping_interval_ms < 100 {
             return invalid("notifications.ping_interval_ms must be >= 100");
+        }
+        if let Err(e) = crate::http::client_addr::TrustedProxies::parse(&self.server.trusted_proxies) {
+            return invalid(&format!("server.trusted_proxies: {e}"));
+        }
+        self.validate_cluster()?;
+        Ok(())
+    }
+
+    /// The `[cluster]` rules: Redis only with MySQL, a usable URL, sane timings.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let c = &self.cluster;
+        if c.gap_timeout_ms == 0 || c.gap_timeout_ms > 60_000 {
+            return invalid("cluster.gap_timeout_ms must be 1..=60000".into());
+        }
+        if c.poll_interval_ms < 10 || c.poll_interval_ms > 600_000 {
+            return invalid("cluster.poll_interval_ms must be 10..=600000".into());
+        }
+        if c.max_held_events == 0 || c.publish_queue == 0 {
+            return invalid("cluster.max_held_events and cluster.publish_queue must be at least 1".into());
+        }
+        if !c.enabled() {
+            return Ok(());
+        }
+        if !(c.redis_url.starts_with("redis://") || c.redis_url.starts_with("redis+unix://")) {
+            return invalid(format!(
+                "cluster.redis_url {:?} must start with redis:// (e.g. redis://127.0.0.1:6379)",
+                crate::store::redact(&c.redis_url)
+            ));
+        }
+        if self.database.url.starts_with("sqlite://") {
+            return invalid(
+                "cluster.redis_url (HERALD_REDIS_URL) is set but database.url is sqlite://: SQLite is \
+                 single-node; scale-out needs every node on one MySQL database (set HERALD_DATABASE_URL=mysql://…, \
+                 or unset HERALD_REDIS_URL)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -393,6 +525,62 @@ mod tests {
             "typos are reported"
         );
         assert!(Config::from_toml("[server]\nreactors = \"two\"\n").is_err());
+    }
+
+    #[test]
+    fn stomp_bounds_have_defaults_and_are_validated() {
+        let c = Config::default();
+        assert_eq!(
+            (
+                c.chat.max_open_transactions,
+                c.chat.max_transaction_sends,
+                c.chat.max_inflight_sends
+            ),
+            (16, 1000, 256)
+        );
+        for key in ["max_open_transactions", "max_transaction_sends", "max_inflight_sends"] {
+            let c = Config::from_toml(&format!("[chat]\n{key} = 0\n")).expect("parse");
+            let err = c.validate().expect_err("0 is refused");
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+        let c = Config::from_toml("[chat]\nmax_transaction_sends = 100001\n").expect("parse");
+        assert!(c.validate().is_err());
+        let c = Config::from_toml("[chat]\nmax_inflight_sends = 1\nmax_open_transactions = 2\n").expect("parse");
+        c.validate().expect("small bounds are fine");
+        assert_eq!((c.chat.max_inflight_sends, c.chat.max_open_transactions), (1, 2));
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_cidr_blocks() {
+        let c = Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").expect("parse");
+        c.validate().expect("valid blocks");
+        let c = Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n").expect("parse");
+        let err = c.validate().expect_err("bad prefix").to_string();
+        assert!(err.contains("server.trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn redis_needs_mysql_and_a_redis_url() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "HERALD_REDIS_URL").then(|| "redis://127.0.0.1:6379".into()))
+            .expect("env");
+        assert_eq!(c.cluster.redis_url, "redis://127.0.0.1:6379");
+        let err = c.validate().expect_err("sqlite with redis");
+        assert!(err.to_string().contains("SQLite is single-node"), "{err}");
+        c.database.url = "mysql://u:p@h:3306/d".into();
+        c.validate().expect("mysql with redis");
+        c.cluster.redis_url = "http://u:hunter2@h".into();
+        let err = c.validate().expect_err("not redis").to_string();
+        assert!(err.contains("redis://") && !err.contains("hunter2"), "{err}");
+        c.cluster.redis_url.clear();
+        c.cluster.gap_timeout_ms = 0;
+        assert!(c.validate().is_err());
+        c.cluster.gap_timeout_ms = 250;
+        c.cluster.poll_interval_ms = 1;
+        assert!(c.validate().is_err());
+        c.cluster.poll_interval_ms = 500;
+        c.cluster.max_held_events = 0;
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -30,3 +30,4 @@ pub mod stomp;
 pub mod store;
 pub mod text;
 pub mod views;
+pub mod web;

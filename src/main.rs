@@ -15,41 +15,50 @@ use std::time::{Duration, Instant};
 
 use herald::api::auth::seed_dev_users;
 use herald::auth::{password, validate};
+use herald::bus::cluster::Cluster;
 use herald::bus::{self, Bus, Outlet};
 use herald::chat::ChatWriter;
 use herald::config::Config;
 use herald::metrics::Metrics;
-use herald::reactor::{bind_listener, Reactor, ReactorParts};
+use herald::reactor::{bind_listener, ensure_port_free, Reactor, ReactorParts};
 use herald::shared::Shared;
 use herald::store::pool::{OnReady, StorePool};
-use herald::store::{open_backend, redact, StoreError, StoreUrl};
+use herald::store::{StoreError, StoreUrl};
 
-const USAGE: &str = "usage: herald [--config PATH] [migrate | user add NAME]\n\
-  (no command)     serve HTTP, STOMP over WebSocket (/ws/chat) and SSE (/notifications/stream)\n\
-  migrate          create or update the database schema, then exit\n\
-  user add NAME    create a user; the password is read from the first line of stdin\n\
-environment: HERALD_BIND, HERALD_REACTORS, HERALD_DATABASE_URL, HERALD_JWT_SECRET, HERALD_DEV,\n\
-  HERALD_REDIS_URL (accepted; scale-out is not implemented in this version), RUST_LOG";
+const USAGE: &str = "usage: herald [--config PATH] [migrate | user add NAME]
+  (no command)     serve HTTP, STOMP over WebSocket (/ws/chat) and SSE (/notifications/stream)
+  migrate          create or update the database schema, then exit
+  user add NAME    create a user; the password is read from the first line of stdin
+  --help, --version
+environment: HERALD_BIND, HERALD_REACTORS, HERALD_DATABASE_URL, HERALD_JWT_SECRET, HERALD_DEV,
+  HERALD_REDIS_URL (redis://host:port: scale out over several nodes on one MySQL database), RUST_LOG";
 
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Invocation {
+    Help,
+    Version,
+    Run(Option<PathBuf>, Command),
+}
+
+#[derive(Debug, PartialEq, Eq)]
 enum Command {
     Serve,
     Migrate,
     UserAdd(String),
 }
 
-fn parse_args(args: Vec<String>) -> Result<(Option<PathBuf>, Command), String> {
+fn parse_args(args: Vec<String>) -> Result<Invocation, String> {
     let mut config = None;
     let mut rest = Vec::new();
     let mut iter = args.into_iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--config" | "-c" => config = Some(PathBuf::from(iter.next().ok_or("--config needs a path")?)),
-            "--help" | "-h" => return Err(String::new()),
-            "--version" | "-V" => {
-                println!("herald {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
-            }
+            "--help" | "-h" => return Ok(Invocation::Help),
+            "--version" | "-V" => return Ok(Invocation::Version),
             s if s.starts_with("--config=") => config = Some(PathBuf::from(&s["--config=".len()..])),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             _ => rest.push(arg),
         }
     }
@@ -57,9 +66,16 @@ fn parse_args(args: Vec<String>) -> Result<(Option<PathBuf>, Command), String> {
         [] | ["serve"] => Command::Serve,
         ["migrate"] => Command::Migrate,
         ["user", "add", name] => Command::UserAdd((*name).to_string()),
+        ["user", "add"] => return Err("user add needs the user's NAME (the password comes from stdin)".into()),
+        ["user", ..] => {
+            return Err(format!(
+                "unknown command: {} (did you mean: user add NAME?)",
+                rest.join(" ")
+            ))
+        }
         other => return Err(format!("unknown command: {}", other.join(" "))),
     };
-    Ok((config, command))
+    Ok(Invocation::Run(config, command))
 }
 
 /// Large allocations (argon2id's ~19 MiB block) get their own mapping, returned to the system on
@@ -72,39 +88,47 @@ fn bound_allocator_retention() {
     }
 }
 
+/// Why a command failed, with the exit status it deserves.
+enum Failure {
+    /// A bad command line or configuration: exit 2.
+    Usage(String),
+    /// The command ran and failed: exit 1.
+    Failed(String),
+}
+
 fn main() -> ExitCode {
     bound_allocator_retention();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let (config_path, command) = match parse_args(std::env::args().skip(1).collect()) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("herald: {e}");
-            }
-            eprintln!("{USAGE}");
-            return if e.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+        Ok(Invocation::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
         }
-    };
-    let config = match Config::load(config_path.as_deref()) {
-        Ok(c) => c,
+        Ok(Invocation::Version) => {
+            println!("herald {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Run(path, command)) => (path, command),
         Err(e) => {
-            eprintln!("herald: {e}");
+            eprintln!("herald: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let result = match command {
-        Command::Serve => serve(config),
-        Command::Migrate => migrate(&config),
-        Command::UserAdd(name) => add_user(&config, &name),
-    };
+    let result = Config::load(config_path.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))
+        .and_then(|config| match command {
+            Command::Serve => serve(config),
+            Command::Migrate => migrate(&config).map_err(Failure::Failed),
+            Command::UserAdd(name) => add_user(&config, &name).map_err(Failure::Failed),
+        });
+    // Errors are said once, on stderr (the log goes there too, so they are not logged again).
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
+        Err(Failure::Usage(e)) => {
+            eprintln!("herald: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(e)) => {
             eprintln!("herald: {e}");
             ExitCode::FAILURE
         }
@@ -112,27 +136,48 @@ fn main() -> ExitCode {
 }
 
 fn migrate(config: &Config) -> Result<(), String> {
-    let mut db = open_backend(&config.database.url).map_err(|e| e.to_string())?;
-    db.migrate().map_err(|e| e.to_string())?;
+    let url = StoreUrl::parse(&config.database.url).map_err(|e| e.to_string())?;
+    let mut db = url.open().map_err(|e| e.to_string())?;
+    let migrated = db.migrate().map_err(|e| e.to_string())?;
     if config.dev {
         seed_dev_users(db.as_mut()).map_err(|e| e.to_string())?;
     }
-    println!("schema of {} is up to date", redact(&config.database.url));
+    if migrated.from == migrated.to {
+        println!("schema of {url} is up to date (version {})", migrated.to);
+    } else {
+        println!(
+            "schema of {url} migrated from version {} to {}",
+            migrated.from, migrated.to
+        );
+    }
     Ok(())
+}
+
+/// The password on the first line of `input` (its line ending removed).
+fn password_line(input: &mut impl BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    let read = input
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    let pass = line.trim_end_matches(['\r', '\n']);
+    if read == 0 || pass.is_empty() {
+        return Err(
+            "no password on stdin: give it as the first line, e.g. printf '%s\\n' \"$PASS\" | herald user add NAME"
+                .into(),
+        );
+    }
+    Ok(pass.to_owned())
 }
 
 fn add_user(config: &Config, name: &str) -> Result<(), String> {
     validate::username(name).map_err(|e| format!("username: {e}"))?;
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("reading the password from stdin: {e}"))?;
-    let pass = line.trim_end_matches(['\r', '\n']);
-    validate::password(pass).map_err(|e| format!("password: {e}"))?;
-    let mut db = open_backend(&config.database.url).map_err(|e| e.to_string())?;
+    let pass = password_line(&mut std::io::stdin().lock())?;
+    validate::password(&pass).map_err(|e| format!("password: {e}"))?;
+    let mut db = StoreUrl::parse(&config.database.url)
+        .and_then(|url| url.open())
+        .map_err(|e| e.to_string())?;
     db.migrate().map_err(|e| e.to_string())?;
-    let hash = password::hash_password(pass).map_err(|e| e.to_string())?;
+    let hash = password::hash_password(&pass).map_err(|e| e.to_string())?;
     match db.create_user(name, &hash, herald::clock::now_ms()) {
         Ok(user) => {
             println!("created user {} (id {})", user.username, user.id);
@@ -143,24 +188,27 @@ fn add_user(config: &Config, name: &str) -> Result<(), String> {
     }
 }
 
-fn serve(config: Config) -> Result<(), String> {
+fn serve(config: Config) -> Result<(), Failure> {
+    config.validate().map_err(|e| Failure::Usage(e.to_string()))?;
+    let store_url = StoreUrl::parse(&config.database.url).map_err(|e| Failure::Usage(e.to_string()))?;
+    run_server(config, store_url).map_err(Failure::Failed)
+}
+
+fn run_server(config: Config, store_url: StoreUrl) -> Result<(), String> {
     let addr: std::net::SocketAddr = config
         .server
         .bind
         .parse()
         .map_err(|e| format!("server.bind {:?}: {e}", config.server.bind))?;
-    let store_url = StoreUrl::parse(&config.database.url).map_err(|e| e.to_string())?;
     let reactors = config.reactor_count().clamp(1, Bus::MAX_REACTORS);
     if config.dev {
         log::warn!("dev mode: demo users are seeded and the dev JWT secret is allowed; set HERALD_DEV=0 in production");
     }
-    if !config.cluster.redis_url.is_empty() {
-        log::warn!(
-            "cluster.redis_url is set, but Redis scale-out is not implemented in this version: \
-             delivery is node-local (clients catch up through /chat/history)"
-        );
-    }
 
+    ensure_port_free(addr).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!("binding {addr}: address in use (is another server running on it?)"),
+        _ => format!("binding {addr}: {e}"),
+    })?;
     // Polls and wakers first: the bus needs every reactor's waker before any worker starts.
     let mut polls = Vec::with_capacity(reactors);
     let mut wakers = Vec::with_capacity(reactors);
@@ -181,11 +229,23 @@ fn serve(config: Config) -> Result<(), String> {
             listener,
         });
     }
-    let bus = Arc::new(Bus::new(handles, Outlet::Local));
     let metrics = Arc::new(Metrics::default());
+    let mut cluster = config
+        .cluster
+        .enabled()
+        .then(|| Cluster::new(&config.cluster, Arc::clone(&metrics)));
+    let outlet = match &cluster {
+        Some(c) => Outlet::Cluster(c.publisher()),
+        None => Outlet::Local,
+    };
+    let bus = Arc::new(Bus::configured(handles, outlet, &config.cluster, Arc::clone(&metrics)));
     let on_ready: Option<OnReady> = config.dev.then(|| Box::new(seed_dev_users) as OnReady);
     let db = &config.database;
     let store = StorePool::start(store_url.clone(), db, on_ready, Arc::clone(&metrics));
+    bus::sync::start(&bus, &store, &config.cluster, cluster.as_ref().map(Cluster::sync_side));
+    if let Some(c) = cluster.as_mut() {
+        c.start(&bus)?;
+    }
     // SQLite has one writer lock: `max_writers` keeps it at one shard (see `StoreKind`).
     let shards = db.chat_shards.min(store_url.max_writers());
     let chat = ChatWriter::start(&store, &bus, shards, db.max_batch, db.queue_capacity);
@@ -236,6 +296,9 @@ fn serve(config: Config) -> Result<(), String> {
         all_ran &= t.join().unwrap_or(false);
     }
     shared.pool.shutdown(deadline);
+    if let Some(c) = cluster.as_mut() {
+        c.shutdown(deadline);
+    }
     if !all_ran {
         return Err("a reactor failed; see the log above".into());
     }
@@ -254,4 +317,51 @@ fn wait_for_signal(shared: &Shared) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Invocation, String> {
+        parse_args(line.split_whitespace().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn commands_and_options() {
+        assert_eq!(args(""), Ok(Invocation::Run(None, Command::Serve)));
+        assert_eq!(args("--help"), Ok(Invocation::Help));
+        assert_eq!(args("migrate -V"), Ok(Invocation::Version));
+        assert_eq!(
+            args("--config c.toml user add dave"),
+            Ok(Invocation::Run(Some("c.toml".into()), Command::UserAdd("dave".into())))
+        );
+        assert_eq!(
+            args("--config=x migrate"),
+            Ok(Invocation::Run(Some("x".into()), Command::Migrate))
+        );
+    }
+
+    #[test]
+    fn mistakes_say_what_is_missing() {
+        assert!(args("user add").unwrap_err().contains("needs the user's NAME"));
+        assert!(args("user del bob").unwrap_err().contains("did you mean"));
+        assert!(args("frobnicate").unwrap_err().contains("unknown command: frobnicate"));
+        assert!(args("--verbose").unwrap_err().contains("unknown option --verbose"));
+        assert!(args("--config").unwrap_err().contains("needs a path"));
+    }
+
+    #[test]
+    fn the_password_is_the_first_line() {
+        assert_eq!(
+            password_line(&mut &b"secret-pass\r\nmore"[..]),
+            Ok("secret-pass".into())
+        );
+        assert!(password_line(&mut &b""[..])
+            .unwrap_err()
+            .contains("no password on stdin"));
+        assert!(password_line(&mut &b"\n"[..])
+            .unwrap_err()
+            .contains("no password on stdin"));
+    }
 }

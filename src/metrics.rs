@@ -25,6 +25,8 @@ pub struct Metrics {
     pub stomp_frames_in: AtomicU64,
     pub stomp_frames_out: AtomicU64,
     pub stomp_errors: AtomicU64,
+    /// Times a STOMP connection was left unread because of its SENDs in flight (backpressure).
+    pub stomp_read_pauses: AtomicU64,
     pub chat_messages_committed: AtomicU64,
     pub chat_messages_rejected: AtomicU64,
     pub chat_messages_forbidden: AtomicU64,
@@ -41,6 +43,19 @@ pub struct Metrics {
     store_latency_micros_sum: AtomicU64,
     pub store_errors: AtomicU64,
     pub store_queue_rejections: AtomicU64,
+    /// 1 while both Redis connections work (0 without Redis).
+    pub cluster_redis_up: AtomicI64,
+    pub cluster_publishes: AtomicU64,
+    pub cluster_publish_round_trips: AtomicU64,
+    pub cluster_publish_failures: AtomicU64,
+    pub cluster_events_received: AtomicU64,
+    pub cluster_bad_payloads: AtomicU64,
+    pub cluster_gap_fills: AtomicU64,
+    pub cluster_polls: AtomicU64,
+    pub sequencer_duplicates: AtomicU64,
+    pub sequencer_released_after_hold: AtomicU64,
+    pub sequencer_hold_micros: AtomicU64,
+    pub sequencer_gaps_skipped: AtomicU64,
 }
 
 impl Metrics {
@@ -92,7 +107,12 @@ impl Metrics {
             i64::try_from(queue_depth).unwrap_or(i64::MAX),
         );
         gauge("herald_store_up", "1 when the store answers.", i64::from(store_up));
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        gauge(
+            "herald_cluster_redis_up",
+            "1 while this node publishes to and receives from Redis (0 without Redis).",
+            self.cluster_redis_up.load(Relaxed),
+        );
+        let counters: [(&str, &str, &AtomicU64); 30] = [
             (
                 "herald_connections_accepted_total",
                 "Accepted TCP connections.",
@@ -117,6 +137,11 @@ impl Metrics {
                 "herald_stomp_errors_total",
                 "STOMP ERROR frames sent.",
                 &self.stomp_errors,
+            ),
+            (
+                "herald_stomp_read_pauses_total",
+                "Times a STOMP connection was left unread while its SENDs in flight were at chat.max_inflight_sends.",
+                &self.stomp_read_pauses,
             ),
             (
                 "herald_chat_messages_committed_total",
@@ -188,6 +213,56 @@ impl Metrics {
                 "Store calls made.",
                 &self.store_latency_count,
             ),
+            (
+                "herald_cluster_publishes_total",
+                "PUBLISH commands sent to Redis (one per room or recipient of a committed batch).",
+                &self.cluster_publishes,
+            ),
+            (
+                "herald_cluster_publish_round_trips_total",
+                "Pipelines of PUBLISH commands sent to Redis.",
+                &self.cluster_publish_round_trips,
+            ),
+            (
+                "herald_cluster_publish_failures_total",
+                "PUBLISHes not made (Redis down, queue full); other nodes read those rows from the store.",
+                &self.cluster_publish_failures,
+            ),
+            (
+                "herald_cluster_events_received_total",
+                "Chat messages and notifications received from other nodes over Redis.",
+                &self.cluster_events_received,
+            ),
+            (
+                "herald_cluster_bad_payloads_total",
+                "Redis payloads refused as malformed.",
+                &self.cluster_bad_payloads,
+            ),
+            (
+                "herald_cluster_gap_fills_total",
+                "Reads of missing events from the store (gaps, polls that found something).",
+                &self.cluster_gap_fills,
+            ),
+            (
+                "herald_cluster_polls_total",
+                "Polls of the store's heads for every watched room and user.",
+                &self.cluster_polls,
+            ),
+            (
+                "herald_sequencer_duplicates_total",
+                "Events dropped by the sequencers as already delivered.",
+                &self.sequencer_duplicates,
+            ),
+            (
+                "herald_sequencer_gaps_skipped_total",
+                "Gaps the store could not fill in time: events delivered without the ones before them.",
+                &self.sequencer_gaps_skipped,
+            ),
+            (
+                "herald_sequencer_held_total",
+                "Events delivered after being held for a missing one (herald_sequencer_hold_seconds_total: for how long).",
+                &self.sequencer_released_after_hold,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -223,6 +298,12 @@ impl Metrics {
                 count.load(Relaxed)
             );
         }
+        let held_secs = self.sequencer_hold_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "# HELP herald_sequencer_hold_seconds_total Total time events were held for a missing one.\n\
+             # TYPE herald_sequencer_hold_seconds_total counter\nherald_sequencer_hold_seconds_total {held_secs}"
+        );
         let count = self.store_latency_count.load(Relaxed);
         let _ = writeln!(out, "herald_store_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
         let sum = self.store_latency_micros_sum.load(Relaxed) as f64 / 1e6;

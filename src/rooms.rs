@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::bus::{Bus, Committed, ConnRef, MembershipEvent, ReactorMsg};
+use crate::bus::{Bus, ConnRef, MembershipEvent, ReactorMsg};
 use crate::shared::Shared;
 use crate::store::model::{AccessRead, DIRECT_ROOM_PREFIX};
 use crate::store::pool::Busy;
@@ -67,9 +67,10 @@ pub fn check_subscription(shared: &Shared, conn: ConnRef, user: &str, room: &str
 
 /// Publishes that access to a room is withdrawn. Called from a store transaction's
 /// `before_commit`: the transaction still holds the room, so no message of the room can commit
-/// (and be published) between this announcement and the change becoming durable.
+/// (and be published) between this announcement and the change becoming durable; with Redis it
+/// waits until Redis has taken the announcement (`Bus::announce`).
 pub fn announce_withdrawal(bus: &Bus, event: MembershipEvent) {
-    bus.publish(Committed::membership(event));
+    bus.announce(event);
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::auth::rate_limit::RateLimiter;
 use crate::bus::Bus;
 use crate::chat::ChatWriter;
 use crate::config::Config;
+use crate::http::client_addr::TrustedProxies;
 use crate::http::cors::Cors;
 use crate::http::request::HttpLimits;
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub struct Shared {
     pub bus: Arc<Bus>,
     pub metrics: Arc<Metrics>,
     pub cors: Cors,
+    /// `server.trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     pub http_limits: HttpLimits,
     pub stomp_limits: StompLimits,
     pub session: SessionConfig,
@@ -50,6 +53,8 @@ impl Shared {
                 config.jwt.refresh_ttl_secs,
             ),
             cors: Cors::new(&config.server.cors_allowed_origins),
+            // Validated with the rest of the configuration; an invalid list trusts nobody.
+            trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_default(),
             http_limits: HttpLimits {
                 max_header_bytes: config.server.max_header_bytes,
                 max_headers: config.server.max_headers,
@@ -63,6 +68,9 @@ impl Shared {
                 max_subscriptions: config.chat.max_subscriptions,
                 heartbeat_ms: config.chat.heartbeat_ms,
                 server: format!("herald/{}", env!("CARGO_PKG_VERSION")),
+                max_transactions: config.chat.max_open_transactions,
+                max_transaction_sends: config.chat.max_transaction_sends,
+                max_inflight_sends: config.chat.max_inflight_sends,
             },
             login_per_ip: Mutex::new(RateLimiter::new(
                 config.auth.login_per_ip_per_minute,

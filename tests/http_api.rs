@@ -559,12 +559,20 @@ fn routing_errors(s: &Server) {
         "/auth/login/extra",
         "/chat/history",
         "/users/me/more",
-        "/",
+        "/web/no-such-file.js",
     ] {
         let r = s.get(path, None);
         assert_eq!(r.status, 404, "GET {path}: {}", r.text());
         r.assert_error(404, "NOT_FOUND");
     }
+    // `/` is the web client in dev mode (SPEC §9), no longer a 404.
+    let r = s.get("/", None);
+    assert_eq!(r.status, 200, "GET /: {}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert!(
+        r.text().contains("data-testid=\"message-list\""),
+        "GET / is the web client"
+    );
     let r = s.get("/auth/login", None);
     r.assert_error(405, "METHOD_NOT_ALLOWED");
     let allow = r.header("Allow").unwrap_or_else(|| panic!("405 without Allow"));

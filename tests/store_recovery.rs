@@ -14,6 +14,7 @@ use common::eventually;
 use common::server::{backends, Backend, Config, Server};
 use common::stomp::StompClient;
 use common::tokens::{login, login_response};
+use herald::stomp::frame::{Command, Frame};
 
 /// Forwards connections to `upstream` while `up`; when cut, drops every live connection and
 /// refuses new ones (accepts, then closes at once).
@@ -133,6 +134,32 @@ fn mysql_outage_gives_503_and_recovers() {
     let (_, error) = chat.recv_json_message();
     assert_eq!(error["code"], "SERVICE_UNAVAILABLE", "{error}");
     assert_eq!(error["receipt-id"], "r-down", "{error}");
+    // A committed transaction that cannot be stored: one error per SEND, no receipt at all.
+    chat.send(&Frame::new(Command::Begin).with_header("transaction", "t"));
+    for receipt in ["g-1", "g-2"] {
+        let body = r#"{"roomId":"room-1","message":"group while down"}"#;
+        chat.send(
+            &Frame::new(Command::Send)
+                .with_header("destination", "/app/chat.send")
+                .with_header("transaction", "t")
+                .with_header("receipt", receipt)
+                .with_body(body.as_bytes().to_vec()),
+        );
+    }
+    chat.send(
+        &Frame::new(Command::Commit)
+            .with_header("transaction", "t")
+            .with_header("receipt", "c"),
+    );
+    for receipt in ["g-1", "g-2"] {
+        let (_, error) = chat.recv_json_message();
+        assert_eq!(
+            (error["code"].as_str(), error["receipt-id"].as_str()),
+            (Some("SERVICE_UNAVAILABLE"), Some(receipt)),
+            "{error}"
+        );
+    }
+    chat.expect_no_frame(Duration::from_millis(300), "no receipt for a group that was not stored");
 
     proxy.restore();
     let up = eventually(Duration::from_secs(15), || server.get("/health", None).status == 200);

@@ -18,8 +18,8 @@ use crate::ws::{self, Opcode};
 const MAX_INBOUND: usize = 32 * 1024 * 1024;
 /// Linux `EINPROGRESS`: a non-blocking connect under way.
 const EINPROGRESS: i32 = 115;
-/// Subscription id for the chat topic.
-const TOPIC_SUB: &str = "sub-0";
+/// Subscription id for the chat topic when every subscriber uses the same one (`--sub-ids shared`).
+const SHARED_TOPIC_SUB: &str = "sub-0";
 /// Subscription id for `/user/queue/errors`.
 const ERRORS_SUB: &str = "err-0";
 
@@ -128,6 +128,10 @@ pub struct Connection {
     /// What it does once ready.
     pub role: Role,
     user: usize,
+    /// Index of this connection in the run (its subscription id is `sub-<global>` with `--sub-ids unique`).
+    global: usize,
+    /// Index of the node (in `Config::nodes`) this connection talks to.
+    node: usize,
     inbuf: Vec<u8>,
     stomp: Vec<u8>,
     out: Vec<u8>,
@@ -137,11 +141,19 @@ pub struct Connection {
 
 impl Connection {
     /// Starts a non-blocking connect from `source` to the target.
-    pub fn open(cfg: &Config, source: SocketAddr, role: Role, user: usize) -> io::Result<Self> {
+    pub fn open(
+        cfg: &Config,
+        source: SocketAddr,
+        role: Role,
+        user: usize,
+        global: usize,
+        node: usize,
+    ) -> io::Result<Self> {
+        let node = node % cfg.nodes.len().max(1);
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.bind(&source.into())?;
-        match socket.connect(&cfg.ws.addr.into()) {
+        match socket.connect(&cfg.nodes.get(node).unwrap_or(&cfg.ws).addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
@@ -152,6 +164,8 @@ impl Connection {
             stage: Stage::Connecting,
             role,
             user,
+            global,
+            node,
             inbuf: Vec::new(),
             stomp: Vec::new(),
             out: Vec::new(),
@@ -207,10 +221,10 @@ impl Connection {
     fn start_upgrade(&mut self, ctx: &mut Ctx<'_>) {
         let _ = self.stream.set_nodelay(true);
         let key = tungstenite::handshake::client::generate_key();
-        let cfg = ctx.cfg;
+        let endpoint = ctx.cfg.nodes.get(self.node).unwrap_or(&ctx.cfg.ws);
         self.out.extend_from_slice(&ws::upgrade_request(
-            &cfg.ws.host_header(),
-            &cfg.ws.path,
+            &endpoint.host_header(),
+            &endpoint.path,
             &key,
             "v12.stomp",
         ));
@@ -402,15 +416,20 @@ impl Connection {
         match &self.role {
             Role::Subscriber(track) => {
                 let dest = format!("/topic/chat.{}", cfg.room(track.room));
+                let id = if cfg.unique_sub_ids {
+                    format!("sub-{}", self.global)
+                } else {
+                    SHARED_TOPIC_SUB.to_string()
+                };
                 stomp::encode(
                     &mut frame_bytes,
                     "SUBSCRIBE",
-                    &[("id", TOPIC_SUB), ("destination", &dest)],
+                    &[("id", &id), ("destination", &dest)],
                     b"",
                 );
                 Counters::bump(&shared.subscribers_per_room[track.room]);
             }
-            Role::Publisher { .. } | Role::Sender { .. } if cfg.target == Target::Herald => {
+            Role::Publisher { .. } | Role::Sender { .. } if cfg.target.speaks_herald() => {
                 stomp::encode(
                     &mut frame_bytes,
                     "SUBSCRIBE",
@@ -451,7 +470,7 @@ impl Connection {
         let hb = format!("{},{}", cfg.heart_beat.0, cfg.heart_beat.1);
         let mut frame = Vec::new();
         match cfg.target {
-            Target::Herald => {
+            Target::Herald | Target::Reference => {
                 let auth = format!("Bearer {}", ctx.tokens.get(self.user).map(String::as_str).unwrap_or(""));
                 let headers = [
                     ("accept-version", "1.2"),
@@ -521,7 +540,7 @@ impl Connection {
         let room_name = cfg.room(room);
         let body = serde_json::json!({"roomId": room_name, "message": text}).to_string();
         let dest = match cfg.target {
-            Target::Herald => "/app/chat.send".to_string(),
+            Target::Herald | Target::Reference => "/app/chat.send".to_string(),
             Target::Rabbitmq => format!("/topic/chat.{room_name}"),
         };
         let mut headers = vec![("destination", dest.as_str()), ("content-type", "application/json")];

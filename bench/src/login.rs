@@ -127,6 +127,29 @@ fn save_cache(path: &str, cache: &std::collections::HashMap<String, String>) {
     }
 }
 
+/// Tokens for herald-reference, which checks nothing: JWT-shaped (`{"alg":"none"}`, `{"sub":"<user>"}`, no
+/// signature) so that it can read the user name for the messages' `sender`, as Herald reads it from a real token.
+pub fn unsigned_tokens(cfg: &Config) -> Vec<String> {
+    (0..cfg.users)
+        .map(|i| {
+            let claims = serde_json::json!({"sub": format!("{}{i}", cfg.user_prefix)}).to_string();
+            format!("eyJhbGciOiJub25lIn0.{}.", base64url_encode(claims.as_bytes()))
+        })
+        .collect()
+}
+
+fn base64url_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+        for k in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * k)) as usize & 63]));
+        }
+    }
+    out
+}
+
 /// The `exp` claim of a JWT, read without verifying it (the server does that).
 fn jwt_exp(token: &str) -> Option<u64> {
     let payload = token.split('.').nth(1)?;
@@ -304,7 +327,7 @@ pub fn tokens(cfg: &Config) -> Result<Vec<String>, LoginError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{base64url_decode, dechunk, jwt_exp};
+    use super::{base64url_decode, base64url_encode, dechunk, jwt_exp};
 
     #[test]
     fn reads_the_exp_claim() {
@@ -313,6 +336,20 @@ mod tests {
         assert_eq!(jwt_exp(&format!("h.{payload}.s")), Some(1_795_623_570));
         assert_eq!(base64url_decode("YWJj").unwrap(), b"abc");
         assert_eq!(jwt_exp("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn encodes_base64url_without_padding() {
+        for (plain, coded) in [
+            ("", ""),
+            ("a", "YQ"),
+            ("ab", "YWI"),
+            ("abc", "YWJj"),
+            ("\u{ff}\u{fe}", "w7_Dvg"),
+        ] {
+            assert_eq!(base64url_encode(plain.as_bytes()), coded);
+            assert_eq!(base64url_decode(coded).unwrap(), plain.as_bytes());
+        }
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! ramp, sets the publish window, prints a progress line every second, and builds the report.
 
 mod cli;
+mod compare;
 mod conn;
 mod endpoint;
+mod flood;
 mod login;
 mod procfs;
 mod report;
@@ -50,6 +52,24 @@ enum RunError {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("compare") {
+        let cc = match cli::parse_compare(&args[1..]) {
+            Ok(cc) => cc,
+            Err(msg) if msg.is_empty() => {
+                print!("{}", cli::USAGE);
+                return;
+            }
+            Err(msg) => {
+                eprintln!("herald-bench: {msg}\n\n{}", cli::USAGE);
+                std::process::exit(64);
+            }
+        };
+        if let Err(e) = compare::run(&cc) {
+            eprintln!("herald-bench: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let cfg = match cli::parse(&args) {
         Ok(cfg) => cfg,
         Err(msg) if msg.is_empty() => {
@@ -68,6 +88,12 @@ fn main() {
 }
 
 fn run(cfg: &Config) -> Result<(), RunError> {
+    let report = run_scenario(cfg)?;
+    emit(cfg, &report)
+}
+
+/// Runs one scenario against one server and returns its report.
+fn run_scenario(cfg: &Config) -> Result<Report, RunError> {
     let need = cfg.total_connections() as u64 + SPARE_FDS;
     if let Some(limit) = procfs::open_files_soft_limit() {
         if limit < need {
@@ -91,9 +117,13 @@ fn run(cfg: &Config) -> Result<(), RunError> {
             }
             tokens
         }
+        Target::Reference => login::unsigned_tokens(cfg),
         Target::Rabbitmq => Vec::new(),
     };
     let server_pid = cfg.server_pid.map(|p| p.to_string());
+    if cfg.scenario == Scenario::Flood {
+        return flood::run(cfg, &tokens, server_pid.as_deref()).map_err(RunError::Unreachable);
+    }
     let rss_before = server_pid.as_deref().and_then(procfs::vm_rss_kib);
     let shared = Shared::new(cfg.rooms);
     let per_thread = plans(cfg);
@@ -130,7 +160,7 @@ fn run(cfg: &Config) -> Result<(), RunError> {
         }
         let mut report = build_report(cfg, &shared, &timeline, &[], rss_before);
         sse_report(&mut report, cfg, &shared, &timeline, &results);
-        return emit(cfg, &report);
+        return Ok(report);
     }
     let (timeline, results) = std::thread::scope(|s| {
         let handles: Vec<_> = per_thread
@@ -154,8 +184,7 @@ fn run(cfg: &Config) -> Result<(), RunError> {
     if let Some(why) = &timeline.aborted {
         return Err(RunError::Unreachable(why.clone()));
     }
-    let report = build_report(cfg, &shared, &timeline, &results, rss_before);
-    emit(cfg, &report)
+    Ok(build_report(cfg, &shared, &timeline, &results, rss_before))
 }
 
 fn emit(cfg: &Config, report: &Report) -> Result<(), RunError> {
@@ -199,7 +228,7 @@ fn plans(cfg: &Config) -> Vec<Vec<Planned>> {
             all.extend((0..cfg.connections).map(|i| Plan::Subscriber { room: i % cfg.rooms }));
         }
         Scenario::Persist => all.extend((0..cfg.connections).map(|i| Plan::Sender { room: i % cfg.rooms })),
-        Scenario::Sse => {}
+        Scenario::Sse | Scenario::Flood => {}
     }
     let mut per_thread: Vec<Vec<Planned>> = (0..cfg.threads).map(|_| Vec::new()).collect();
     for (global, plan) in all.into_iter().enumerate() {
@@ -221,6 +250,29 @@ struct Timeline {
     receipts_in_window: u64,
     drain_secs: f64,
     rss_after: Option<u64>,
+    /// CPU seconds of (server, this process) when the publish window opened, and at the end of the drain.
+    cpu_at_publish: Option<CpuSample>,
+    cpu_at_drain_end: Option<CpuSample>,
+}
+
+/// CPU time of the server (if its PID is known) and of the bench, with deliveries so far.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    at_ns: u64,
+    server_s: Option<f64>,
+    bench_s: Option<f64>,
+    delivered: u64,
+}
+
+impl CpuSample {
+    fn take(shared: &Shared, server_pid: Option<&str>) -> Self {
+        CpuSample {
+            at_ns: shared.now_ns(),
+            server_s: server_pid.and_then(procfs::cpu_seconds),
+            bench_s: procfs::cpu_seconds("self"),
+            delivered: Counters::get(&shared.counters.delivered),
+        }
+    }
 }
 
 enum Phase {
@@ -294,6 +346,9 @@ fn control(cfg: &Config, shared: &Shared, server_pid: Option<&str>) -> Timeline 
                 start: publish_start,
                 end,
             } => {
+                if now >= publish_start && t.cpu_at_publish.is_none() {
+                    t.cpu_at_publish = Some(CpuSample::take(shared, server_pid));
+                }
                 if now >= end {
                     t.publish_secs = (now - publish_start) as f64 / 1e9;
                     t.sent_in_window = Counters::get(&c.sent);
@@ -313,6 +368,7 @@ fn control(cfg: &Config, shared: &Shared, server_pid: Option<&str>) -> Timeline 
                     _ => Counters::get(&c.receipts) + Counters::get(&c.app_errors) >= Counters::get(&c.sent),
                 };
                 if done || now >= until {
+                    t.cpu_at_drain_end = Some(CpuSample::take(shared, server_pid));
                     t.drain_secs = (now - since) as f64 / 1e9;
                     t.held_at_end = established - Counters::get(&c.dropped).min(established);
                     return t;
@@ -400,10 +456,14 @@ fn build_report(
         "target",
         match cfg.target {
             Target::Herald => "herald",
+            Target::Reference => "reference (herald-reference: no auth, no store)",
             Target::Rabbitmq => "rabbitmq (Web-STOMP, no persistence)",
         },
     );
+    r.add("subscription_ids", if cfg.unique_sub_ids { "unique" } else { "shared" });
+    r.add("loadavg_at_end", procfs::loadavg());
     r.add("url", format!("ws://{}{}", cfg.ws.host_header(), cfg.ws.path));
+    r.add("nodes", cfg.nodes.len());
     r.add("threads", cfg.threads);
     r.add("sources", cfg.sources);
     r.add("rooms", cfg.rooms);
@@ -420,7 +480,7 @@ fn build_report(
     r.add("protocol_errors", Counters::get(&c.protocol_errors));
     r.add("first_errors", shared.errors());
     match cfg.scenario {
-        Scenario::Idle | Scenario::Sse => {}
+        Scenario::Idle | Scenario::Sse | Scenario::Flood => {}
         Scenario::Fanout => fanout_report(&mut r, cfg, shared, t, results, &hist),
         Scenario::Persist => {
             let receipts = Counters::get(&c.receipts);
@@ -451,6 +511,9 @@ fn build_report(
             r.add("send_to_receipt_latency", latency(&hist.receipt));
         }
     }
+    if let (Some(a), Some(b)) = (t.cpu_at_publish, t.cpu_at_drain_end) {
+        cpu_report(&mut r, &a, &b);
+    }
     let kib = |v: Option<u64>| v.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null);
     r.add("server_rss_before_kib", kib(rss_before));
     r.add("server_rss_after_kib", kib(t.rss_after));
@@ -463,6 +526,32 @@ fn build_report(
     r.add("server_rss_per_connection_kib", per_conn);
     r.add("bench_rss_kib", kib(procfs::vm_rss_kib("self")));
     r
+}
+
+/// CPU spent from the opening of the publish window to the end of the drain (every delivery of the messages sent
+/// in the window has arrived, or the drain timed out), per delivery received in that span.
+fn cpu_report(r: &mut Report, a: &CpuSample, b: &CpuSample) {
+    let seconds = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => serde_json::Value::from(round4((y - x).max(0.0))),
+        _ => serde_json::Value::Null,
+    };
+    let deliveries = b.delivered.saturating_sub(a.delivered);
+    let per_delivery_us = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if deliveries > 0 => {
+            serde_json::Value::from(round4((y - x).max(0.0) * 1e6 / deliveries as f64))
+        }
+        _ => serde_json::Value::Null,
+    };
+    r.add("cpu_window_s", round2(b.at_ns.saturating_sub(a.at_ns) as f64 / 1e9));
+    r.add("cpu_window_deliveries", deliveries);
+    r.add("server_cpu_s", seconds(a.server_s, b.server_s));
+    r.add("server_cpu_per_delivery_us", per_delivery_us(a.server_s, b.server_s));
+    r.add("bench_cpu_s", seconds(a.bench_s, b.bench_s));
+    r.add("bench_cpu_per_delivery_us", per_delivery_us(a.bench_s, b.bench_s));
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
 }
 
 fn fanout_report(

@@ -231,7 +231,14 @@ impl Worker<'_> {
             },
         };
         let source = source_addr(planned.global, cfg.sources);
-        let mut conn = Connection::open(cfg, source, role, planned.global % cfg.users)?;
+        let mut conn = Connection::open(
+            cfg,
+            source,
+            role,
+            planned.global % cfg.users,
+            planned.global,
+            planned.global,
+        )?;
         self.poll
             .registry()
             .register(conn.stream_mut(), Token(idx), Interest::READABLE | Interest::WRITABLE)?;

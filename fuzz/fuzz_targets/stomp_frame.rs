@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the STOMP decoder the way a WebSocket session does.
 //!
-//! Run with `cargo +nightly fuzz run stomp_frame` from the repository root.
+//! Run with `scripts/fuzz.sh`, or `RUSTC_BOOTSTRAP=1 cargo fuzz run stomp_frame` from the repository root.
 
 #![no_main]
 
@@ -34,10 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let mut pos = 0;
     while let Ok(Some((decoded, consumed))) = decode(&input[pos..], &limits) {
         assert!(consumed > 0, "decode returned Some without consuming");
-        assert!(
-            consumed <= input.len() - pos,
-            "decode consumed past the input"
-        );
+        assert!(consumed <= input.len() - pos, "decode consumed past the input");
         if let Decoded::Frame(frame) = decoded {
             let mut wire = Vec::new();
             encode(&frame, &mut wire);

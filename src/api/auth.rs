@@ -102,6 +102,10 @@ pub(super) fn login(shared: &Arc<Shared>, conn: ConnRef, client_ip: &str, req: &
         return Err(ApiError::Unauthorized(Text::BadCredentials));
     }
     if let Err(wait) = shared.check_login_rate(client_ip, &body.username) {
+        log::info!(
+            "login throttled: client {client_ip}, retry after {} s",
+            wait.as_secs().max(1)
+        );
         return Err(ApiError::TooManyRequests {
             retry_after_secs: wait.as_secs().max(1),
         });

@@ -69,6 +69,7 @@ pub fn handle(shared: &Arc<Shared>, caller: Caller<'_>, route: Route, req: Reque
         Route::DirectRoom(user) => rooms::direct(shared, conn, &req, &user),
         Route::Health => Ok(ops::health(shared)),
         Route::Metrics => ops::metrics(shared, caller.is_loopback),
+        Route::WebClient(path) => Ok(Handled::Now(crate::web::respond(&shared.config, &path))),
         Route::Preflight => Ok(Handled::Now(Response::text(204, "text/plain", Vec::new()))),
         Route::WsChat | Route::NotificationStream => Err(ApiError::Internal),
     };

@@ -2,44 +2,51 @@
 //! clients see exactly once, however many subscribers and streams receive it; and changes of who
 //! may enter a room, which end the subscriptions of those who may no longer.
 
-use crate::store::model::{ChatMessage, Notification};
+use super::Topic;
+use crate::store::model::{ChatMessage, CommittedChat, Linked, Notification};
 use crate::views::{to_json, ChatView, NotificationView};
 
 /// A committed chat message, serialized once for every subscriber.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatEvent {
     pub room: Box<str>,
     pub id: i64,
+    /// The id of the room's message before this one (0 for the first): see `bus::sequencer`.
+    pub prev: i64,
     /// The JSON body `{"id","roomId","sender","message","sentAt"}`.
     pub body: Box<str>,
 }
 
 impl ChatEvent {
-    /// The event of a stored message.
-    pub fn of(m: &ChatMessage) -> ChatEvent {
+    /// The event of a stored message that follows `prev` in its room.
+    pub fn of(m: &ChatMessage, prev: i64) -> ChatEvent {
         ChatEvent {
             room: m.room_id.as_str().into(),
             id: m.id,
+            prev,
             body: to_json(&ChatView::from(m)),
         }
     }
 }
 
 /// A stored notification, serialized once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationEvent {
     pub recipient: Box<str>,
     pub id: i64,
+    /// The id of the recipient's notification before this one (0 for the first).
+    pub prev: i64,
     /// The JSON `{"id","type","recipient","sender","roomId","message","createdAt","read"}`.
     pub body: Box<str>,
 }
 
 impl NotificationEvent {
-    /// The event of a stored notification.
-    pub fn of(n: &Notification) -> NotificationEvent {
+    /// The event of a stored notification that follows `prev` for its recipient.
+    pub fn of(n: &Notification, prev: i64) -> NotificationEvent {
         NotificationEvent {
             recipient: n.recipient.as_str().into(),
             id: n.id,
+            prev,
             body: to_json(&NotificationView::from(n)),
         }
     }
@@ -51,7 +58,10 @@ impl NotificationEvent {
 ///
 /// Unlike chat events, a withdrawal is published while the transaction that makes it still
 /// holds the room, just before its commit: every message committed after the change is then
-/// published after it, so no subscriber it concerns can receive such a message first.
+/// published after it, so no subscriber it concerns can receive such a message first. It has no
+/// id of its own in any sequence, so the sequencers pass it straight through (`bus::delivery`):
+/// holding it behind a gap would let a later message overtake it. Over Redis it travels on the
+/// channel of its topic ([`MembershipEvent::topic`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MembershipEvent {
     /// `user` may no longer enter `room` (removed, or left): their subscriptions to it stop.
@@ -66,6 +76,14 @@ impl MembershipEvent {
     pub fn room(&self) -> &str {
         match self {
             MembershipEvent::Revoked { room, .. } | MembershipEvent::Restricted { room, .. } => room,
+        }
+    }
+
+    /// Where it goes: the revoked user's sessions, or the restricted room's subscribers.
+    pub fn topic(&self) -> Topic {
+        match self {
+            MembershipEvent::Revoked { user, .. } => Topic::User(user.clone()),
+            MembershipEvent::Restricted { room, .. } => Topic::Room(room.clone()),
         }
     }
 
@@ -88,19 +106,29 @@ pub struct Committed {
 
 impl Committed {
     /// The events of a chat group commit.
-    pub fn of(messages: &[ChatMessage], notifications: &[Notification]) -> Committed {
+    pub fn of(committed: &CommittedChat) -> Committed {
         Committed {
-            chat: messages.iter().map(ChatEvent::of).collect(),
-            notifications: notifications.iter().map(NotificationEvent::of).collect(),
+            chat: committed
+                .messages
+                .iter()
+                .zip(&committed.message_prev_ids)
+                .map(|(m, prev)| ChatEvent::of(m, *prev))
+                .collect(),
+            notifications: committed
+                .notifications
+                .iter()
+                .zip(&committed.notification_prev_ids)
+                .map(|(n, prev)| NotificationEvent::of(n, *prev))
+                .collect(),
             membership: Vec::new(),
         }
     }
 
     /// One notification alone (a direct notification).
-    pub fn notification(n: &Notification) -> Committed {
+    pub fn notification(n: &Linked<Notification>) -> Committed {
         Committed {
             chat: Vec::new(),
-            notifications: vec![NotificationEvent::of(n)],
+            notifications: vec![NotificationEvent::of(&n.row, n.prev_id)],
             membership: Vec::new(),
         }
     }
@@ -112,5 +140,10 @@ impl Committed {
             notifications: Vec::new(),
             membership: vec![event],
         }
+    }
+
+    /// Whether there is nothing to publish.
+    pub fn is_empty(&self) -> bool {
+        self.chat.is_empty() && self.notifications.is_empty() && self.membership.is_empty()
     }
 }

@@ -4,7 +4,15 @@
 //! 2. [`writer`] queues it on the shard that owns its room, group-commits it with the mention
 //!    notifications — refusing, inside the same transaction, a message whose sender may not
 //!    enter its private room — publishes the committed batch on the bus, and only then answers
-//!    the sender ([`ChatAck`]): a RECEIPT, or an error on `/user/queue/errors`.
+//!    the sender ([`ChatAck`]): a RECEIPT, or an error on `/user/queue/errors`; a SEND without a
+//!    receipt is answered too (counted), so that the session knows how many SENDs it has in
+//!    flight.
+//!
+//! A committed STOMP transaction is submitted as one job ([`submit_group`]): its SENDs commit in
+//! one store transaction, in the order sent, and are answered together. It is authorized as a
+//! whole: one SEND to a private room its sender is not in refuses the group — nothing of it is
+//! stored, and every SEND of it gets `FORBIDDEN` (SPEC §4: a committed group whose store
+//! transaction fails gets one error per SEND and no receipt).
 
 pub mod writer;
 
@@ -16,7 +24,7 @@ use std::sync::atomic::Ordering;
 use crate::auth::validate;
 use crate::bus::ConnRef;
 use crate::shared::Shared;
-use crate::stomp::session::{AppError, Host, Principal};
+use crate::stomp::session::{AppError, HeldSend, Host, Principal};
 use crate::store::model::NewChatMessage;
 use crate::text::Text;
 
@@ -60,20 +68,86 @@ impl ChatError {
     }
 }
 
-/// A validated SEND on its way to the shard that owns its room.
+/// Validated SENDs on their way to the shard that owns their room: one job is committed whole,
+/// in one store transaction, never split across batches.
 pub struct ChatJob {
-    pub message: NewChatMessage,
     /// The sending session, told the outcome.
     pub origin: ConnRef,
-    pub receipt: Option<Box<str>>,
+    pub work: ChatWork,
 }
 
-/// The fate of one SEND, for the session that sent it.
+/// What one job commits.
+pub enum ChatWork {
+    /// One SEND outside a transaction.
+    Send {
+        message: NewChatMessage,
+        receipt: Option<Box<str>>,
+    },
+    /// A committed STOMP transaction: its SENDs in the order sent (`receipts[i]` is the receipt
+    /// of `messages[i]`), all or none, then the COMMIT's `receipt`.
+    Group {
+        messages: Vec<NewChatMessage>,
+        receipts: Vec<Option<Box<str>>>,
+        receipt: Option<Box<str>>,
+    },
+}
+
+impl ChatJob {
+    /// How many messages the job commits.
+    pub fn len(&self) -> usize {
+        match &self.work {
+            ChatWork::Send { .. } => 1,
+            ChatWork::Group { messages, .. } => messages.len(),
+        }
+    }
+
+    /// How many SENDs the job answers: its message count, also once the messages were moved
+    /// into a batch.
+    pub fn messages_sent(&self) -> usize {
+        match &self.work {
+            ChatWork::Send { .. } => 1,
+            ChatWork::Group { receipts, .. } => receipts.len(),
+        }
+    }
+
+    /// Whether the job commits nothing (an empty group is never submitted).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The room of the job's first message (its shard's), if any.
+    pub fn first_room(&self) -> Option<&str> {
+        match &self.work {
+            ChatWork::Send { message, .. } => Some(&message.room_id),
+            ChatWork::Group { messages, .. } => messages.first().map(|m| m.room_id.as_str()),
+        }
+    }
+}
+
+/// The fate of SENDs of one session, posted to its reactor after the commit (and the publish).
 #[derive(Debug)]
 pub struct ChatAck {
     pub token: usize,
-    pub receipt: Option<Box<str>>,
-    pub outcome: Result<(), ChatError>,
+    pub answer: ChatAnswer,
+}
+
+/// What a session is told about its SENDs.
+#[derive(Debug)]
+pub enum ChatAnswer {
+    /// `count` SENDs without a receipt were committed: nothing to write, but they are no longer
+    /// in flight (consecutive ones of a session are counted together).
+    Committed { count: usize },
+    /// One SEND's RECEIPT (if asked) or its error.
+    Send {
+        receipt: Option<Box<str>>,
+        outcome: Result<(), ChatError>,
+    },
+    /// A transaction's SENDs: their RECEIPTs then the COMMIT's, or one error per SEND.
+    Group {
+        receipts: Vec<Option<Box<str>>>,
+        receipt: Option<Box<str>>,
+        outcome: Result<(), ChatError>,
+    },
 }
 
 /// Validates a SEND body `{"roomId":"room-1","message":"hi"}` from `sender` (other fields, such
@@ -126,12 +200,40 @@ pub fn submit(
     receipt: Option<Box<str>>,
 ) -> Result<(), ChatError> {
     let job = ChatJob {
-        message,
         origin,
-        receipt,
+        work: ChatWork::Send { message, receipt },
     };
     shared.chat.submit(&shared.pool, job).inspect_err(|_| {
         shared.metrics.chat_messages_rejected.fetch_add(1, Ordering::Relaxed);
+    })
+}
+
+/// Queues a committed transaction's SENDs as one group (see [`writer`] for its shard); refused
+/// whole, at once, when the store is down or the queue is full.
+pub fn submit_group(
+    shared: &Shared,
+    origin: ConnRef,
+    sends: Vec<HeldSend<NewChatMessage>>,
+    receipt: Option<Box<str>>,
+) -> Result<(), ChatError> {
+    let count = sends.len();
+    let (messages, receipts) = sends
+        .into_iter()
+        .map(|held| (held.send, held.receipt.map(String::into_boxed_str)))
+        .unzip();
+    let job = ChatJob {
+        origin,
+        work: ChatWork::Group {
+            messages,
+            receipts,
+            receipt,
+        },
+    };
+    shared.chat.submit(&shared.pool, job).inspect_err(|_| {
+        shared
+            .metrics
+            .chat_messages_rejected
+            .fetch_add(count as u64, Ordering::Relaxed);
     })
 }
 

@@ -29,11 +29,16 @@ pub enum Next {
     Refuse(Response),
     /// Nothing until more bytes arrive or the worker answers.
     Wait,
+    /// The client waits for `100 Continue` before sending the body: write [`CONTINUE`].
+    Continue,
     /// The client half-closed and everything is answered: close once the output is flushed.
     CloseWhenFlushed,
     /// Close at once (the client left mid-request: there is nothing to answer).
     CloseNow,
 }
+
+/// The interim answer to `Expect: 100-continue` once the head is acceptable.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// What a timer tick asks of the connection.
 #[derive(Debug)]
@@ -58,6 +63,8 @@ pub struct HttpState {
     close_after_write: bool,
     /// The client half-closed: answer what is buffered, then close.
     eof: bool,
+    /// `100 Continue` was sent for the request being received.
+    continued: bool,
 }
 
 impl HttpState {
@@ -70,13 +77,17 @@ impl HttpState {
             last_activity: now,
             close_after_write: false,
             eof: false,
+            continued: false,
         }
     }
 
     /// How much unparsed input one connection may hold: one maximal request and a little of the
     /// next (the parser refuses beyond it).
     pub fn input_limit(limits: &HttpLimits) -> usize {
-        limits.max_header_bytes + limits.max_body_bytes + 4096
+        limits
+            .max_header_bytes
+            .saturating_add(limits.max_body_bytes)
+            .saturating_add(4096)
     }
 
     /// The buffer the reactor reads into.
@@ -117,8 +128,14 @@ impl HttpState {
         match request::parse(&self.input, limits) {
             // Half a request and the client stopped sending: nothing to answer.
             Ok(None) if self.eof => Next::CloseNow,
+            // The head passed its limits (an oversized body was refused already): let the body come.
+            Ok(None) if !self.continued && request::expects_continue(&self.input, limits) => {
+                self.continued = true;
+                Next::Continue
+            }
             Ok(None) => Next::Wait,
             Ok(Some((req, used))) => {
+                self.continued = false;
                 self.input.drain(..used);
                 self.request_started = if self.input.is_empty() { None } else { Some(now) };
                 Next::Request(req)
@@ -278,6 +295,31 @@ mod tests {
         }
         let mut s = HttpState::new(t0);
         feed(&mut s, b"POST / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", false, t0);
+        assert!(matches!(s.next(&limits(), t0), Next::Refuse(r) if r.status == 413));
+    }
+
+    #[test]
+    fn expect_continue_gets_one_interim_answer_or_the_final_error() {
+        let t0 = Instant::now();
+        let mut s = HttpState::new(t0);
+        feed(
+            &mut s,
+            b"POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+            false,
+            t0,
+        );
+        assert!(matches!(s.next(&limits(), t0), Next::Continue));
+        assert!(matches!(s.next(&limits(), t0), Next::Wait), "once per request");
+        feed(&mut s, b"abcd", false, t0);
+        assert_eq!(path(s.next(&limits(), t0)), "/a");
+        // Too large: the final error at once, no 100.
+        let mut s = HttpState::new(t0);
+        feed(
+            &mut s,
+            b"POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n",
+            false,
+            t0,
+        );
         assert!(matches!(s.next(&limits(), t0), Next::Refuse(r) if r.status == 413));
     }
 

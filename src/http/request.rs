@@ -62,6 +62,8 @@ pub struct Request {
     pub content_type: Option<String>,
     pub origin: Option<String>,
     pub last_event_id: Option<String>,
+    /// Every `X-Forwarded-For` value, joined with `, ` in order (see `client_addr`).
+    pub forwarded_for: Option<String>,
     /// `Connection: upgrade` together with `Upgrade: websocket`.
     pub wants_websocket: bool,
     pub sec_websocket_key: Option<String>,
@@ -104,18 +106,55 @@ pub enum RequestError {
     UnsupportedVersion,
 }
 
-/// Whether the request line ends in `HTTP/<digit>.<digit>` (or `HTTP/<digit>`): a version we do not speak.
-fn other_http_version(buf: &[u8]) -> bool {
-    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
-    let line = &buf[..line_end];
-    let Some(start) = line.windows(5).rposition(|w| w == b"HTTP/") else {
-        return false;
-    };
-    let version = &line[start + 5..];
-    match version {
-        [d] | [d, b'.', _] => d.is_ascii_digit() && version.iter().all(|b| b.is_ascii_digit() || *b == b'.'),
-        _ => false,
+/// What a request line that httparse refused for its version is: a version we do not speak
+/// (505), a malformed line (400), or not known yet (`None`: the line is unfinished and may still
+/// end in `HTTP/<digit>.<digit>`). Decided only when more bytes cannot change the answer, so a
+/// request line split across reads gets the answer it gets when read in one piece.
+fn version_refusal(buf: &[u8]) -> Option<RequestError> {
+    // httparse skips empty lines before the request line and reports a version error only after
+    // `method SP target SP`: the version is everything after the second space.
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    let rest = &buf[start..];
+    let line_end = rest.iter().position(|&b| b == b'\r' || b == b'\n');
+    let line = &rest[..line_end.unwrap_or(rest.len())];
+    let version = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
+    let number = version.strip_prefix(b"HTTP/");
+    if line_end.is_none() {
+        let may_become_version = match number {
+            None => b"HTTP/".starts_with(version),
+            Some([] | [b'0'..=b'9'] | [b'0'..=b'9', b'.'] | [b'0'..=b'9', b'.', b'0'..=b'9']) => true,
+            Some(_) => false,
+        };
+        if may_become_version {
+            return None;
+        }
     }
+    match number {
+        // The versions httparse speaks: the error is elsewhere in the line (a space in the path).
+        Some(b"1.0" | b"1.1") => Some(RequestError::Malformed),
+        Some([b'0'..=b'9'] | [b'0'..=b'9', b'.', b'0'..=b'9']) => Some(RequestError::UnsupportedVersion),
+        _ => Some(RequestError::Malformed),
+    }
+}
+
+/// `Content-Length = 1*DIGIT` (RFC 9110 §8.6) between optional spaces and tabs. `str::parse`
+/// also takes a leading `+` and `str::trim` strips non-ASCII spaces: a length another reader
+/// (a proxy in front of Herald) would frame differently must be refused, not guessed at.
+fn parse_content_length(value: &[u8]) -> Result<usize, RequestError> {
+    let mut digits = value;
+    while let [b' ' | b'\t', rest @ ..] = digits {
+        digits = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = digits {
+        digits = rest;
+    }
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(RequestError::Malformed);
+    }
+    digits
+        .iter()
+        .try_fold(0usize, |n, &d| n.checked_mul(10)?.checked_add(usize::from(d - b'0')))
+        .ok_or(RequestError::Malformed)
 }
 
 /// Parses one request from the front of `buf`. `Ok(None)`: incomplete, wait for more bytes.
@@ -134,7 +173,13 @@ pub fn parse(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Request, usize)>
         }
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadersTooLarge),
         // httparse knows only HTTP/1.x; a well-formed request line of another version is a 505.
-        Err(httparse::Error::Version) if other_http_version(buf) => return Err(RequestError::UnsupportedVersion),
+        Err(httparse::Error::Version) => {
+            return match version_refusal(buf) {
+                Some(e) => Err(e),
+                None if buf.len() > limits.max_header_bytes => Err(RequestError::HeadersTooLarge),
+                None => Ok(None),
+            };
+        }
         Err(_) => return Err(RequestError::Malformed),
     };
     if head_len > limits.max_header_bytes {
@@ -166,10 +211,7 @@ pub fn parse(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Request, usize)>
         let value = || String::from_utf8_lossy(h.value).trim().to_string();
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value)
-                .map_err(|_| RequestError::Malformed)?
-                .trim();
-            let n: usize = v.parse().map_err(|_| RequestError::Malformed)?;
+            let n = parse_content_length(h.value)?;
             if content_length.is_some_and(|prev| prev != n) {
                 return Err(RequestError::Malformed);
             }
@@ -196,6 +238,15 @@ pub fn parse(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Request, usize)>
             req.origin = Some(value());
         } else if name.eq_ignore_ascii_case("last-event-id") {
             req.last_event_id = Some(value());
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            let v = value();
+            match &mut req.forwarded_for {
+                Some(all) => {
+                    all.push_str(", ");
+                    all.push_str(&v);
+                }
+                None => req.forwarded_for = Some(v),
+            }
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             req.sec_websocket_key = Some(value());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
@@ -213,12 +264,28 @@ pub fn parse(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Request, usize)>
     if body_len > limits.max_body_bytes {
         return Err(RequestError::BodyTooLarge);
     }
-    let total = head_len + body_len;
+    // `max_body_bytes` may be as large as `usize::MAX`.
+    let total = head_len.checked_add(body_len).ok_or(RequestError::BodyTooLarge)?;
     if buf.len() < total {
         return Ok(None);
     }
     req.body = buf[head_len..total].to_vec();
     Ok(Some((req, total)))
+}
+
+/// Whether `buf` starts with a complete request head that asks `Expect: 100-continue` (its body
+/// still to come): the client waits for `100 Continue` before sending the body.
+pub fn expects_continue(buf: &[u8], limits: &HttpLimits) -> bool {
+    let mut storage = [httparse::EMPTY_HEADER; 128];
+    let header_slots = limits.max_headers.min(storage.len());
+    let mut raw = httparse::Request::new(&mut storage[..header_slots]);
+    match raw.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => raw
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")),
+        _ => false,
+    }
 }
 
 /// The first value of `name` in an `a=b&c=d` query string, percent-decoded (`+` is a space).
@@ -238,6 +305,10 @@ pub fn percent_decode(s: &str) -> Option<String> {
         match bytes[i] {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
+                // `from_str_radix` alone would also take a sign: `%+1` is not an escape.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
@@ -275,6 +346,18 @@ mod tests {
         assert_eq!(req.query_param("before"), None);
         assert_eq!(req.authorization.as_deref(), Some("Bearer abc"));
         assert!(req.keep_alive);
+    }
+
+    #[test]
+    fn keeps_every_forwarded_for_value_in_order() {
+        let raw =
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.2\r\nHost: x\r\nx-forwarded-for:  10.0.0.3 \r\n\r\n";
+        let (req, _) = parse(raw, &limits()).expect("ok").expect("complete");
+        assert_eq!(req.forwarded_for.as_deref(), Some("1.2.3.4, 10.0.0.2, 10.0.0.3"));
+        let (plain, _) = parse(b"GET / HTTP/1.1\r\n\r\n", &limits())
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(plain.forwarded_for, None);
     }
 
     #[test]
@@ -333,6 +416,17 @@ mod tests {
     }
 
     #[test]
+    fn expect_continue_is_seen_once_the_head_is_complete() {
+        let head = b"POST /auth/login HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+        assert!(expects_continue(head, &limits()));
+        assert!(!expects_continue(&head[..head.len() - 2], &limits()), "head incomplete");
+        assert!(!expects_continue(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            &limits()
+        ));
+    }
+
+    #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
         assert_eq!(percent_decode("%E3%85%8E").as_deref(), Some("ㅎ"));
@@ -343,6 +437,98 @@ mod tests {
             Some("a.b")
         );
         assert_eq!(query_param("x", "x").as_deref(), Some(""));
+    }
+
+    // Fuzzing (http_request) found `Content-Length: +2` accepted; a non-ASCII space around the
+    // digits was too. Another reader (a proxy in front) would frame such a request differently.
+    #[test]
+    fn content_length_is_digits_only() {
+        for value in ["+4", "4\u{a0}", "\u{a0}4", "4 4", "0x4", "4.0", ""] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\nabcd");
+            assert_eq!(
+                parse(raw.as_bytes(), &limits()).err(),
+                Some(RequestError::Malformed),
+                "{value:?}"
+            );
+        }
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: \t4 \r\n\r\nabcd";
+        let (req, used) = parse(raw, &limits()).expect("ok").expect("complete");
+        assert_eq!((req.body.as_slice(), used), (&b"abcd"[..], raw.len()));
+    }
+
+    // With `max_body_bytes` at `usize::MAX` (the http_request target's unbounded limits), the
+    // head length plus a Content-Length near `usize::MAX` overflowed and panicked.
+    #[test]
+    fn a_body_length_at_the_top_of_usize_does_not_overflow() {
+        let unbounded = HttpLimits {
+            max_header_bytes: usize::MAX,
+            max_headers: usize::MAX,
+            max_body_bytes: usize::MAX,
+        };
+        let raw = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", usize::MAX);
+        assert_eq!(
+            parse(raw.as_bytes(), &unbounded).err(),
+            Some(RequestError::BodyTooLarge)
+        );
+    }
+
+    // `%+1` decoded to U+0001 (the http_request target checks that broken escapes never decode).
+    #[test]
+    fn a_signed_escape_is_broken() {
+        assert_eq!(percent_decode("%+1"), None);
+        assert_eq!(percent_decode("%-0"), None);
+        assert_eq!(query_param("a=%+1", "a"), None);
+    }
+
+    // Fuzzing (http_conn) found the answer to a bad request line depending on where the reads
+    // split it (400 or 505); a malformed line ending in HTTP/1.1 was also a 505.
+    #[test]
+    fn a_bad_request_line_is_judged_whole() {
+        let limits = limits();
+        assert_eq!(
+            parse(b"GET /a b HTTP/1.1\r\n\r\n", &limits).err(),
+            Some(RequestError::Malformed),
+            "a space in the path is not a version problem"
+        );
+        let line = b"\r\nGET / HTTP/2.0\r\n\r\n";
+        let eol = line.len() - 4;
+        for cut in 0..=eol {
+            assert!(matches!(parse(&line[..cut], &limits), Ok(None)), "cut at {cut}");
+        }
+        for cut in eol + 1..=line.len() {
+            assert_eq!(
+                parse(&line[..cut], &limits).err(),
+                Some(RequestError::UnsupportedVersion),
+                "cut at {cut}"
+            );
+        }
+        let bad = b"GET / x HTTP/1.1\r\n";
+        for cut in 8..=bad.len() {
+            assert!(
+                matches!(parse(&bad[..cut], &limits), Ok(None) | Err(RequestError::Malformed)),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(parse(bad, &limits).err(), Some(RequestError::Malformed));
+        // A later space must not turn a line already judged malformed back into "wait".
+        let spaced = b"QeOPTIONS CQeOPTIONS Conn%Q ection: ";
+        for cut in 0..spaced.len() {
+            assert!(
+                matches!(parse(&spaced[..cut], &limits), Ok(None) | Err(RequestError::Malformed)),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(parse(spaced, &limits).err(), Some(RequestError::Malformed));
+        assert_eq!(parse(b"GET / HTTP/2.0x", &limits).err(), Some(RequestError::Malformed));
+        let small = HttpLimits {
+            max_header_bytes: 16,
+            ..limits
+        };
+        assert_eq!(
+            parse(b"GET /xxxxxxxxxxxxxxx HTTP/2", &small).err(),
+            Some(RequestError::HeadersTooLarge),
+            "waiting for the end of the line is bounded"
+        );
     }
 
     #[test]

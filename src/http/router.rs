@@ -39,6 +39,8 @@ pub enum Route {
     WsChat,
     /// A CORS preflight on a known path.
     Preflight,
+    /// `GET /` or `GET /web/…`: a file of the web client (the path as given; see `crate::web`).
+    WebClient(String),
 }
 
 /// Resolves a request line. `HEAD` is served as `GET` without a body.
@@ -98,6 +100,7 @@ pub fn route(method: Method, path: &str) -> Result<Route, ApiError> {
         ["health"] => ("GET, HEAD", get.then_some(Route::Health)),
         ["metrics"] => ("GET, HEAD", get.then_some(Route::Metrics)),
         ["ws", "chat"] => ("GET", (method == Method::Get).then_some(Route::WsChat)),
+        [] | ["web", ..] => ("GET, HEAD", get.then(|| Route::WebClient(path.to_string()))),
         _ => return Err(ApiError::NotFound(Text::PathNotFound)),
     };
     match chosen {
@@ -145,6 +148,12 @@ mod tests {
         );
         assert_eq!(route(Method::Post, "/dm/bob"), Ok(Route::DirectRoom("bob".into())));
         assert_eq!(route(Method::Options, "/rooms/team/members/bob"), Ok(Route::Preflight));
+        assert_eq!(route(Method::Get, "/"), Ok(Route::WebClient("/".into())));
+        assert_eq!(
+            route(Method::Head, "/web/js/main.js"),
+            Ok(Route::WebClient("/web/js/main.js".into()))
+        );
+        assert_eq!(route(Method::Post, "/"), Err(ApiError::MethodNotAllowed("GET, HEAD")));
     }
 
     #[test]

@@ -36,7 +36,15 @@ pub fn send_direct(
     };
     worker.metrics().notifications_created.fetch_add(1, Ordering::Relaxed);
     bus.publish(Committed::notification(&stored));
-    Ok(Some(stored))
+    Ok(Some(stored.row))
+}
+
+/// The events of consecutive notifications read after `after` (each follows the one before it).
+pub fn linked_events(after: i64, page: &[Notification]) -> Vec<NotificationEvent> {
+    let mut prev = after;
+    page.iter()
+        .map(|n| NotificationEvent::of(n, std::mem::replace(&mut prev, n.id)))
+        .collect()
 }
 
 /// Queues the read of the next replay page of `user`'s notifications after `after` (at most
@@ -54,7 +62,7 @@ pub fn read_replay_page(
         let replay = worker
             .with(|db| db.notifications_after(&user, after, limit))
             .ok()
-            .map(|page| page.iter().map(NotificationEvent::of).collect());
+            .map(|page| linked_events(after, &page));
         bus.send(
             stream.reactor,
             ReactorMsg::SseReplay {

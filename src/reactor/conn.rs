@@ -25,7 +25,7 @@ pub struct WsConn {
     pub ws: WebSocket<TcpStream>,
     /// The 101 response (and anything answered before it) still to be written before WebSocket frames.
     pub handshake: OutBuf,
-    pub session: Session,
+    pub session: Session<crate::store::model::NewChatMessage>,
     /// STOMP input of a frame split across WebSocket messages.
     pub decoder: Decoder,
     pub liveness: Liveness,
@@ -33,6 +33,8 @@ pub struct WsConn {
     pub closing: bool,
     /// The user, once authenticated (indexed for `/user/queue/notifications`).
     pub user: Option<Box<str>>,
+    /// The socket is left unread until the session's SENDs in flight drop under the bound.
+    pub read_paused: bool,
 }
 
 /// An SSE stream: the response head is written, events follow until either side closes.

@@ -24,6 +24,17 @@ struct RoomSub {
     /// Listed while its SUBSCRIBE waits for the room check: it gets no messages yet, but a
     /// withdrawal of the room reaches it.
     pending: bool,
+    /// A `client`/`client-individual` subscription: MESSAGEs carry `ack`, and are recorded.
+    client_ack: bool,
+}
+
+/// How a subscription is listed under its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listing {
+    /// Its SUBSCRIBE waits for the room check.
+    Pending,
+    /// Receiving; `client_ack` as [`RoomSub::client_ack`].
+    Live { client_ack: bool },
 }
 
 /// The room and user indexes of one reactor.
@@ -45,8 +56,12 @@ impl Listeners {
         token: usize,
         room: &str,
         subscription: &str,
-        pending: bool,
+        listing: Listing,
     ) {
+        let (pending, client_ack) = match listing {
+            Listing::Pending => (true, false),
+            Listing::Live { client_ack } => (false, client_ack),
+        };
         let subs = self.rooms.entry(room.into()).or_default();
         if subs.is_empty() {
             interest.join(reactor, Topic::Room(room.into()));
@@ -55,11 +70,15 @@ impl Listeners {
             .iter_mut()
             .find(|s| s.token == token && &*s.subscription == subscription);
         match listed {
-            Some(sub) => sub.pending = pending,
+            Some(sub) => {
+                sub.pending = pending;
+                sub.client_ack = client_ack;
+            }
             None => subs.push(RoomSub {
                 token,
                 subscription: subscription.into(),
                 pending,
+                client_ack,
             }),
         }
     }
@@ -120,10 +139,16 @@ impl Listeners {
 }
 
 impl Reactor {
-    pub(super) fn join_room(&mut self, token: usize, room: &str, subscription: &str) {
+    pub(super) fn join_room(&mut self, token: usize, room: &str, subscription: &str, client_ack: bool) {
         let interest = self.shared.bus.interest();
-        self.listeners
-            .join_room(interest, self.id, token, room, subscription, false);
+        self.listeners.join_room(
+            interest,
+            self.id,
+            token,
+            room,
+            subscription,
+            Listing::Live { client_ack },
+        );
     }
 
     /// Lists a SUBSCRIBE waiting for its room check under the room (joining the room's topic on
@@ -131,7 +156,7 @@ impl Reactor {
     pub(super) fn hold_room(&mut self, token: usize, room: &str, subscription: &str) {
         let interest = self.shared.bus.interest();
         self.listeners
-            .join_room(interest, self.id, token, room, subscription, true);
+            .join_room(interest, self.id, token, room, subscription, Listing::Pending);
     }
 
     pub(super) fn leave_room(&mut self, token: usize, room: &str, subscription: &str) {
@@ -150,11 +175,12 @@ impl Reactor {
     }
 
     /// Appends committed messages to every local subscriber of their rooms, one encoding per
-    /// (message, subscription id) pair.
+    /// (message, subscription id, ack mode) triple. A client-ack subscription's MESSAGE carries
+    /// `ack` and is recorded by its session, so that its ACK is accepted.
     pub(super) fn deliver_chat(&mut self, events: &[ChatEvent]) {
         let mut slow = Vec::new();
         let mut delivered = 0u64;
-        let mut cache: Vec<(Rc<str>, Utf8Bytes)> = Vec::new();
+        let mut cache: Vec<(Rc<str>, bool, Utf8Bytes)> = Vec::new();
         for event in events {
             let Some(subs) = self.listeners.rooms.get(&event.room) else {
                 continue;
@@ -171,19 +197,26 @@ impl Reactor {
                 if c.closing || sub.pending {
                     continue;
                 }
-                let bytes = match cache.iter().find(|(id, _)| **id == *sub.subscription) {
-                    Some((_, b)) => b.clone(),
+                let bytes = match cache
+                    .iter()
+                    .find(|(id, ack, _)| **id == *sub.subscription && *ack == sub.client_ack)
+                {
+                    Some((_, _, b)) => b.clone(),
                     None => {
                         let b = text(outbound::room_message(
                             &event.room,
                             event.id,
                             &event.body,
                             &sub.subscription,
+                            sub.client_ack,
                         ));
-                        cache.push((sub.subscription.clone(), b.clone()));
+                        cache.push((sub.subscription.clone(), sub.client_ack, b.clone()));
                         b
                     }
                 };
+                if sub.client_ack {
+                    c.session.delivered(&sub.subscription, event.id);
+                }
                 c.liveness.wrote(Instant::now());
                 match queue(c, Message::Text(bytes)) {
                     Queued::Ok => {

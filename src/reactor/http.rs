@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::conn::{self, Conn, HttpConn, WsConn};
 use super::Reactor;
 use crate::api::{self, Caller, Handled};
-use crate::http::conn::{Due, HttpState, Next, Pending};
+use crate::http::conn::{Due, HttpState, Next, Pending, CONTINUE};
 use crate::http::request::{Method, Request};
 use crate::http::response::{ApiError, Response};
 use crate::http::router::{self, Route};
@@ -44,6 +44,10 @@ impl Reactor {
                 Next::Request(req) => self.dispatch(token, req),
                 Next::Refuse(response) => return self.respond(token, response, false, false, Vec::new()),
                 Next::Wait => return,
+                Next::Continue => {
+                    c.out.buf.extend_from_slice(CONTINUE);
+                    return self.mark_dirty(token);
+                }
                 Next::CloseWhenFlushed => return self.mark_dirty(token),
                 Next::CloseNow => return self.close(token),
             }
@@ -74,12 +78,14 @@ impl Reactor {
         let Some(Conn::Http(c)) = self.slot_mut(token).map(|s| &s.conn) else {
             return;
         };
-        let peer = c.peer;
-        let ip = peer.ip().to_string();
+        let peer = c.peer.ip();
+        // Behind a trusted proxy the client is named by X-Forwarded-For (SPEC §7).
+        let client = self.shared.trusted_proxies.client(peer, req.forwarded_for.as_deref());
+        let ip = client.to_string();
         let caller = Caller {
             conn: self.conn_ref(token),
             ip: &ip,
-            is_loopback: peer.ip().is_loopback(),
+            is_loopback: client.is_loopback(),
         };
         let shared = std::sync::Arc::clone(&self.shared);
         match api::handle(&shared, caller, route, req) {
@@ -199,6 +205,7 @@ impl Reactor {
             liveness: Liveness::new(Instant::now()),
             closing: false,
             user: None,
+            read_paused: false,
         }));
         self.shared.metrics.count_status(101);
         self.shared.metrics.websockets_open.fetch_add(1, Ordering::Relaxed);

@@ -73,6 +73,21 @@ pub struct Reactor {
     read_again: Vec<usize>,
 }
 
+/// Fails with `AddrInUse` when anything already listens on `addr` — another process included.
+///
+/// The reactors' listeners share the port through `SO_REUSEPORT`, which the kernel would also
+/// grant to a second process of the same user, splitting connections between two servers with
+/// different stores. A socket bound *without* that option cannot share the port with anyone, so
+/// binding one first (and closing it) proves the port is free. Two processes starting within
+/// the same instant could still both pass; anything already running is always detected.
+pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Lets a restart bind while old connections sit in TIME_WAIT; a listener still blocks it.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 /// Binds a listener with `SO_REUSEPORT` so that every reactor accepts on the same port.
 pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -380,7 +395,7 @@ impl Reactor {
             Conn::Ws(mut c) => {
                 metrics.websockets_open.fetch_sub(1, Ordering::Relaxed);
                 let _ = registry.deregister(c.ws.get_mut());
-                let mut actions: Vec<crate::stomp::session::Action<()>> = Vec::new();
+                let mut actions = ws::Actions::new();
                 c.session.leave_all(&mut actions);
                 for action in actions {
                     if let crate::stomp::session::Action::LeaveRoom { room, subscription } = action {

@@ -1,6 +1,10 @@
 //! STOMP sessions on the socket: WebSocket reads fed through the STOMP decoder into the session,
 //! the session's actions applied (room and user index, chat submission, frames out), the
 //! bounded outbound buffer with its slow-consumer policy, and the session's timers.
+//!
+//! Fairness (SPEC §4): while a session has `chat.max_inflight_sends` SENDs waiting for their
+//! commit, its socket is left unread (TCP backpressure pushes back on the client); the answers
+//! from the chat shards ([`Reactor::chat_acks`]) resume it.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -10,7 +14,7 @@ use tungstenite::{Error as WsError, Message};
 use super::conn::{Conn, Flush, WsConn};
 use super::{Reactor, READ_BUDGET};
 use crate::bus::MembershipEvent;
-use crate::chat::{self, ChatAck, StompHost};
+use crate::chat::{self, ChatAck, ChatAnswer, ChatError, StompHost};
 use crate::stomp::decoder::Flow;
 use crate::stomp::frame::{Command, Frame};
 use crate::stomp::liveness::Due;
@@ -18,7 +22,15 @@ use crate::stomp::outbound;
 use crate::stomp::session::{error_frame, Action, AppError};
 use crate::store::model::NewChatMessage;
 
-type Actions = Vec<Action<NewChatMessage>>;
+pub(super) type Actions = Vec<Action<NewChatMessage>>;
+
+/// How a session is told that its SEND was not stored.
+fn app_error_of(e: ChatError) -> AppError {
+    AppError {
+        code: e.code(),
+        message: e.message(),
+    }
+}
 
 /// What happened to a write into the session's bounded outbound buffer.
 pub(super) enum Queued {
@@ -125,33 +137,56 @@ impl Reactor {
             if c.closing || c.session.is_waiting() {
                 return;
             }
-            let payload = match read_one(c) {
-                Read::Payload(p) => p,
-                Read::Control => {
-                    self.mark_dirty(token);
-                    continue;
+            let shared = &self.shared;
+            if !c.session.wants_read(&shared.session) {
+                // Too many SENDs in flight (or a DISCONNECT draining): leave the socket unread
+                // until the shards answer; `chat_acks` resumes it.
+                if !c.read_paused {
+                    c.read_paused = true;
+                    shared.metrics.stomp_read_pauses.fetch_add(1, Ordering::Relaxed);
                 }
-                // A pong or close reply may have been queued by the read.
-                Read::Drained => return self.mark_dirty(token),
-                Read::Closing => {
-                    c.closing = true;
-                    return self.mark_dirty(token);
+                return;
+            }
+            // Frames held back by the last pause go first, before anything new is read.
+            let payload = if c.decoder.is_paused() {
+                None
+            } else {
+                match read_one(c) {
+                    Read::Payload(p) => Some(p),
+                    Read::Control => {
+                        self.mark_dirty(token);
+                        continue;
+                    }
+                    // A pong or close reply may have been queued by the read.
+                    Read::Drained => return self.mark_dirty(token),
+                    Read::Closing => {
+                        c.closing = true;
+                        return self.mark_dirty(token);
+                    }
+                    Read::Fail(message, detail) => return self.ws_fail(token, message, detail),
+                    Read::Gone => return self.close(token),
                 }
-                Read::Fail(message, detail) => return self.ws_fail(token, message, detail),
-                Read::Gone => return self.close(token),
             };
-            c.liveness.read(Instant::now());
-            self.shared.metrics.stomp_frames_in.fetch_add(1, Ordering::Relaxed);
-            let (shared, session) = (&self.shared, &mut c.session);
+            if payload.is_some() {
+                c.liveness.read(Instant::now());
+                shared.metrics.stomp_frames_in.fetch_add(1, Ordering::Relaxed);
+            }
+            let (session, decoder) = (&mut c.session, &mut c.decoder);
             let mut host = StompHost::new(shared);
-            let decoded = c.decoder.feed(&payload, &limits, |frame| {
+            let on_frame = |frame| {
                 session.on_frame(frame, &shared.session, &mut host, &mut actions);
                 if session.is_closed() {
                     Flow::Stop
+                } else if !session.wants_read(&shared.session) {
+                    Flow::Pause
                 } else {
                     Flow::Continue
                 }
-            });
+            };
+            let decoded = match &payload {
+                Some(p) => decoder.feed(p, &limits, on_frame),
+                None => decoder.resume(&limits, on_frame),
+            };
             if let Err(e) = decoded {
                 session.fail(
                     &e.to_string(),
@@ -192,17 +227,35 @@ impl Reactor {
                         closing |= self.resolve_room_check(token, &room, None);
                     }
                 }
-                Action::JoinRoom { room, subscription } => self.join_room(token, &room, &subscription),
+                Action::JoinRoom {
+                    room,
+                    subscription,
+                    client_ack,
+                } => self.join_room(token, &room, &subscription, client_ack),
                 Action::LeaveRoom { room, subscription } => self.leave_room(token, &room, &subscription),
                 Action::Publish { send, receipt } => {
                     let origin = self.conn_ref(token);
                     let boxed = receipt.as_deref().map(Box::from);
                     if let Err(e) = chat::submit(&self.shared, origin, send, boxed) {
-                        // Reported like a failed commit: nothing was stored, nothing broadcast.
+                        // Settled at once like a failed commit: nothing was stored, nothing broadcast.
                         let mut more = Actions::new();
                         if let Some(c) = self.ws_conn(token) {
                             c.session
-                                .app_error(e.code(), &e.message(), receipt.as_deref(), &mut more);
+                                .send_settled(receipt.as_deref(), Err(app_error_of(e)), &mut more);
+                        }
+                        self.run_actions(token, &mut more);
+                    }
+                }
+                Action::CommitGroup { sends, receipt } => {
+                    let origin = self.conn_ref(token);
+                    let receipts: Vec<Option<String>> = sends.iter().map(|h| h.receipt.clone()).collect();
+                    let boxed = receipt.map(String::into_boxed_str);
+                    if let Err(e) = chat::submit_group(&self.shared, origin, sends, boxed) {
+                        // One error per SEND, no receipt: nothing of the group was stored.
+                        let mut more = Actions::new();
+                        if let Some(c) = self.ws_conn(token) {
+                            c.session
+                                .group_settled(&receipts, None, Err(app_error_of(e)), &mut more);
                         }
                         self.run_actions(token, &mut more);
                     }
@@ -324,20 +377,40 @@ impl Reactor {
         self.mark_dirty(token);
     }
 
-    /// RECEIPTs for committed SENDs, JSON errors for failed ones.
+    /// RECEIPTs for committed SENDs, JSON errors for failed ones, and the in-flight count of each
+    /// session brought down; a session whose reading was paused resumes once under its bound.
     pub(super) fn chat_acks(&mut self, acks: Vec<ChatAck>) {
+        let shared = std::sync::Arc::clone(&self.shared);
+        let mut resume = Vec::new();
         for ack in acks {
             let mut actions = Actions::new();
-            let Some(c) = self.ws_conn(ack.token) else {
+            let Some(c) = ws_in(&mut self.slots, ack.token) else {
                 continue;
             };
-            let outcome = ack.outcome.map_err(|e| AppError {
-                code: e.code(),
-                message: e.message(),
-            });
-            c.session.send_settled(ack.receipt.as_deref(), outcome, &mut actions);
+            match ack.answer {
+                ChatAnswer::Committed { count } => c.session.sends_committed(count, &mut actions),
+                ChatAnswer::Send { receipt, outcome } => {
+                    let outcome = outcome.map_err(app_error_of);
+                    c.session.send_settled(receipt.as_deref(), outcome, &mut actions);
+                }
+                ChatAnswer::Group {
+                    receipts,
+                    receipt,
+                    outcome,
+                } => {
+                    let outcome = outcome.map_err(app_error_of);
+                    c.session
+                        .group_settled(&receipts, receipt.as_deref(), outcome, &mut actions);
+                }
+            }
+            if c.read_paused && c.session.wants_read(&shared.session) {
+                c.read_paused = false;
+                resume.push(ack.token);
+            }
             self.run_actions(ack.token, &mut actions);
         }
+        // Read them again on the next pass: their sockets may hold data that raised no new event.
+        self.read_again.extend(resume);
     }
 
     pub(super) fn ws_tick(&mut self, token: usize, now: Instant, now_secs: i64) {
@@ -345,6 +418,10 @@ impl Reactor {
         let Some(c) = self.ws_conn(token) else {
             return;
         };
+        if c.read_paused {
+            // The server, not the peer, is holding its input back: it is not silent.
+            c.liveness.read(now);
+        }
         match c
             .liveness
             .on_timer(&c.session, c.closing, now, now_secs, connect_timeout, super::TICK)

@@ -3,26 +3,23 @@
 //!
 //! - **No gap.** The stream listens (is indexed) before the first page is read, so a notification
 //!   committed after the read arrives live; one committed before it is in the page.
-//! - **No duplicate.** Live notifications wait while pages are read; those a page already holds
-//!   are dropped. A live copy may also arrive just *after* the last page (committed before the
-//!   read, published a moment later): the last page's ids are remembered for [`RECENT_WINDOW`]
-//!   and such a copy is dropped too.
-
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+//! - **No duplicate.** Live notifications wait while pages are read. Afterwards the stream keeps
+//!   the highest id it wrote, and a live notification at or below it is dropped: a recipient's
+//!   notifications reach the node's reactors in ascending id order (the bus's per-recipient
+//!   sequencer), and ids ascend in commit order per recipient (the store's lock), so anything at
+//!   or below that id was in a page already — a live copy arriving just after the last page
+//!   included — and anything above it is new.
 
 use super::wire;
-
-/// How long the ids of the last replay page are remembered against late live copies.
-pub const RECENT_WINDOW: Duration = Duration::from_secs(5);
 
 /// The replay state of one stream.
 #[derive(Debug)]
 pub enum Replay {
-    /// Pages are being read; live events wait here (id, event text).
-    Reading { waiting: Vec<(i64, String)> },
-    /// Live; the ids of the last page, until the window passes.
-    Live { recent: Option<(HashSet<i64>, Instant)> },
+    /// Pages are being read (the highest id replayed so far); live events wait here (id, event
+    /// text).
+    Reading { replayed: i64, waiting: Vec<(i64, String)> },
+    /// Live; the highest id written so far.
+    Live { written: i64 },
 }
 
 /// What one page of the replay comes to.
@@ -39,12 +36,15 @@ pub struct Page {
 impl Replay {
     /// A stream that asked for a replay: live events wait until the last page is written.
     pub fn reading() -> Replay {
-        Replay::Reading { waiting: Vec::new() }
+        Replay::Reading {
+            replayed: 0,
+            waiting: Vec::new(),
+        }
     }
 
     /// A stream that did not ask for a replay.
     pub fn live() -> Replay {
-        Replay::Live { recent: None }
+        Replay::Live { written: 0 }
     }
 
     /// Whether pages are still being read.
@@ -53,71 +53,57 @@ impl Replay {
     }
 
     /// A live notification: the event text to write now, or `None` when it waits for the replay
-    /// or the replay already sent it.
+    /// or was written already.
     pub fn on_live(&mut self, id: i64, body: &str) -> Option<String> {
+        if let Replay::Live { written } = self {
+            if id <= *written {
+                return None;
+            }
+            *written = id;
+        }
         let mut text = String::with_capacity(body.len() + 48);
         wire::notification(&mut text, id, body);
         match self {
-            Replay::Reading { waiting } => {
+            Replay::Reading { waiting, .. } => {
                 waiting.push((id, text));
                 None
             }
-            Replay::Live { recent } => {
-                if recent.as_ref().is_some_and(|(ids, _)| ids.contains(&id)) {
-                    return None;
-                }
-                Some(text)
-            }
+            Replay::Live { .. } => Some(text),
         }
     }
 
     /// A page of stored notifications (ascending ids) arrived. When it is full (`page_size`), the
     /// next page must be read and live events keep waiting; otherwise the waiting live events
-    /// that the page does not hold follow it, and the stream is live.
-    pub fn on_page<'a>(
-        &mut self,
-        page: impl IntoIterator<Item = (i64, &'a str)>,
-        page_size: usize,
-        now: Instant,
-    ) -> Page {
-        let Replay::Reading { waiting } = self else {
+    /// above the page follow it, and the stream is live.
+    pub fn on_page<'a>(&mut self, page: impl IntoIterator<Item = (i64, &'a str)>, page_size: usize) -> Page {
+        let Replay::Reading { replayed, waiting } = self else {
             return Page::default();
         };
         let mut out = Page::default();
-        let mut seen = HashSet::new();
         let mut last = None;
+        let mut rows = 0;
         for (id, body) in page {
-            seen.insert(id);
             wire::notification(&mut out.text, id, body);
             out.count += 1;
+            rows += 1;
             last = Some(id);
+            *replayed = (*replayed).max(id);
         }
-        waiting.retain(|(id, _)| !seen.contains(id));
         match last {
-            Some(last) if seen.len() >= page_size => out.next_after = Some(last),
+            Some(last) if rows >= page_size => out.next_after = Some(last),
             _ => {
-                for (_, text) in waiting.drain(..) {
-                    out.text.push_str(&text);
-                    out.count += 1;
+                let mut written = *replayed;
+                for (id, text) in waiting.drain(..) {
+                    if id > written {
+                        written = id;
+                        out.text.push_str(&text);
+                        out.count += 1;
+                    }
                 }
-                *self = Replay::Live {
-                    recent: Some((seen, now)),
-                };
+                *self = Replay::Live { written };
             }
         }
         out
-    }
-
-    /// Forgets the last page's ids once the window has passed.
-    pub fn expire(&mut self, now: Instant) {
-        if let Replay::Live { recent } = self {
-            if recent
-                .as_ref()
-                .is_some_and(|(_, at)| now.duration_since(*at) > RECENT_WINDOW)
-            {
-                *recent = None;
-            }
-        }
     }
 }
 
@@ -134,36 +120,43 @@ mod tests {
 
     #[test]
     fn live_events_wait_for_the_replay_and_duplicates_are_dropped() {
-        let t0 = Instant::now();
         let mut r = Replay::reading();
         assert_eq!(r.on_live(5, "{}"), None);
         assert_eq!(r.on_live(7, "{}"), None);
-        let page = r.on_page([(4, "{}"), (5, "{}"), (6, "{}")], 10, t0);
+        let page = r.on_page([(4, "{}"), (5, "{}"), (6, "{}")], 10);
         assert_eq!(page.next_after, None);
         assert_eq!(ids(&page.text), vec![4, 5, 6, 7], "replayed, then what waited minus 5");
         assert_eq!(page.count, 4);
         assert!(!r.is_reading());
-        // A late live copy of a replayed id is dropped; a new one goes through.
+        // A late live copy of a replayed id is dropped, however late; a new one goes through.
         assert_eq!(r.on_live(6, "{}"), None);
+        assert_eq!(r.on_live(7, "{}"), None);
         assert!(r.on_live(8, "{}").is_some());
-        // Once the window has passed, ids are no longer remembered.
-        r.expire(t0 + RECENT_WINDOW + Duration::from_millis(1));
-        assert!(r.on_live(6, "{}").is_some());
+        assert_eq!(r.on_live(8, "{}"), None, "at most once");
     }
 
     #[test]
     fn full_pages_ask_for_the_next_one_and_keep_live_events_waiting() {
-        let t0 = Instant::now();
         let mut r = Replay::reading();
         assert_eq!(r.on_live(9, "{}"), None);
-        let first = r.on_page([(1, "{}"), (2, "{}")], 2, t0);
+        let first = r.on_page([(1, "{}"), (2, "{}")], 2);
         assert_eq!((ids(&first.text), first.next_after), (vec![1, 2], Some(2)));
         assert!(r.is_reading());
-        let second = r.on_page([(3, "{}"), (9, "{}")], 2, t0);
+        let second = r.on_page([(3, "{}"), (9, "{}")], 2);
         assert_eq!(second.next_after, Some(9));
-        let last = r.on_page(std::iter::empty(), 2, t0);
+        let last = r.on_page(std::iter::empty(), 2);
         assert_eq!(last, Page::default(), "9 was replayed, so nothing waits");
         assert!(!r.is_reading());
+        assert_eq!(r.on_live(9, "{}"), None);
+    }
+
+    #[test]
+    fn an_empty_replay_writes_what_waited() {
+        let mut r = Replay::reading();
+        r.on_live(3, "{}");
+        let page = r.on_page(std::iter::empty(), 10);
+        assert_eq!(ids(&page.text), vec![3]);
+        assert_eq!(r.on_live(3, "{}"), None);
     }
 
     #[test]
@@ -173,6 +166,6 @@ mod tests {
             r.on_live(1, "{\"a\":1}").as_deref(),
             Some("id: 1\nevent: notification\ndata: {\"a\":1}\n\n")
         );
-        assert_eq!(r.on_page([(1, "{}")], 10, Instant::now()), Page::default());
+        assert_eq!(r.on_page([(1, "{}")], 10), Page::default());
     }
 }

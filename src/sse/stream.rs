@@ -73,7 +73,7 @@ impl EventStream {
         now: Instant,
     ) -> Page {
         match page {
-            Some(page) => self.replay.on_page(page, page_size, now),
+            Some(page) => self.replay.on_page(page, page_size),
             None => {
                 self.end(now);
                 Page::default()
@@ -91,7 +91,6 @@ impl EventStream {
                 Due::Nothing
             };
         }
-        self.replay.expire(now);
         if now_secs >= self.expires_at_secs {
             self.end(now);
             return Due::End;

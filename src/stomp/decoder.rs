@@ -14,12 +14,17 @@ pub enum Flow {
     Continue,
     /// Stop (the session closed): what is left of the input is dropped.
     Stop,
+    /// Hand out nothing more for now (the session wants no more input until its SENDs commit):
+    /// what is left is kept, and [`Decoder::resume`] hands it out later.
+    Pause,
 }
 
 /// Partial STOMP input carried from one WebSocket message to the next.
 #[derive(Debug, Default)]
 pub struct Decoder {
     pending: Vec<u8>,
+    /// `pending` may hold whole frames held back by [`Flow::Pause`].
+    paused: bool,
 }
 
 impl Decoder {
@@ -28,21 +33,34 @@ impl Decoder {
         Decoder::default()
     }
 
-    /// Bytes of an unfinished frame held since the last input.
+    /// Bytes of an unfinished frame (or of frames held back by a pause) held since the last input.
     pub fn pending_bytes(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether frames held back by [`Flow::Pause`] wait for [`Decoder::resume`]: resume before
+    /// feeding new input, so that frames keep their order.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Hands out the frames held back by a pause, as [`Decoder::feed`] does with no new input.
+    pub fn resume(&mut self, limits: &Limits, on_frame: impl FnMut(Frame) -> Flow) -> Result<(), FrameError> {
+        self.feed(&[], limits, on_frame)
     }
 
     /// Decodes every whole frame of what was pending plus `input`, in order, handing each to
     /// `on_frame` (heart-beats are consumed silently). The unfinished tail is kept for the next
     /// call. After an error, or when `on_frame` says [`Flow::Stop`], everything pending is
-    /// dropped: the position in the stream is lost and the session ends.
+    /// dropped: the position in the stream is lost and the session ends. When `on_frame` says
+    /// [`Flow::Pause`], the rest is kept for [`Decoder::resume`].
     pub fn feed(
         &mut self,
         input: &[u8],
         limits: &Limits,
         mut on_frame: impl FnMut(Frame) -> Flow,
     ) -> Result<(), FrameError> {
+        self.paused = false;
         let carried = !self.pending.is_empty();
         if carried {
             self.pending.extend_from_slice(input);
@@ -64,6 +82,15 @@ impl Decoder {
                 }
                 Ok(())
             }
+            Ok(Progress::Paused(used)) => {
+                if carried {
+                    self.pending.drain(..used);
+                } else {
+                    self.pending.extend_from_slice(&input[used..]);
+                }
+                self.paused = true;
+                Ok(())
+            }
             Ok(Progress::Stopped) => {
                 self.pending = Vec::new();
                 Ok(())
@@ -79,6 +106,8 @@ impl Decoder {
 enum Progress {
     /// Every whole frame was handed out; this many bytes were used.
     Consumed(usize),
+    /// The caller paused after the frame that ends at this many bytes.
+    Paused(usize),
     Stopped,
 }
 
@@ -87,8 +116,10 @@ fn decode_all(buf: &[u8], limits: &Limits, on_frame: &mut impl FnMut(Frame) -> F
     while let Some((decoded, n)) = frame::decode(&buf[used..], limits)? {
         used += n;
         if let Decoded::Frame(f) = decoded {
-            if on_frame(f) == Flow::Stop {
-                return Ok(Progress::Stopped);
+            match on_frame(f) {
+                Flow::Continue => {}
+                Flow::Stop => return Ok(Progress::Stopped),
+                Flow::Pause => return Ok(Progress::Paused(used)),
             }
         }
     }
@@ -176,5 +207,51 @@ mod tests {
         let body = vec![b'x'; 100];
         let result = d.feed(&body, &limits, |_| Flow::Continue);
         assert_eq!(result, Err(FrameError::FrameTooLarge));
+    }
+
+    #[test]
+    fn a_pause_keeps_the_rest_in_order_until_resumed() {
+        let many: Vec<u8> = TWO.iter().copied().cycle().take(TWO.len() * 3).collect();
+        let whole = frames_of(&mut Decoder::new(), &many).expect("decodes");
+        assert_eq!(whole.len(), 6);
+        for carried_tail in [false, true] {
+            let mut d = Decoder::new();
+            let mut got = Vec::new();
+            let (first, rest) = if carried_tail {
+                many.split_at(7)
+            } else {
+                many.split_at(many.len())
+            };
+            if carried_tail {
+                d.feed(first, &Limits::default(), |f| {
+                    got.push(f);
+                    Flow::Continue
+                })
+                .expect("partial");
+            }
+            let input = if carried_tail { rest } else { first };
+            // Pause after every frame: one frame per call, nothing lost, nothing reordered.
+            d.feed(input, &Limits::default(), |f| {
+                got.push(f);
+                Flow::Pause
+            })
+            .expect("paused");
+            while d.is_paused() {
+                d.resume(&Limits::default(), |f| {
+                    got.push(f);
+                    Flow::Pause
+                })
+                .expect("resumed");
+            }
+            assert_eq!(got, whole, "carried tail: {carried_tail}");
+            assert_eq!(d.pending_bytes(), 0);
+        }
+        // Resuming with only an unfinished tail pending hands out nothing and keeps it.
+        let mut d = Decoder::new();
+        assert!(frames_of(&mut d, b"SEND\n").expect("partial").is_empty());
+        d.resume(&Limits::default(), |_| panic!("no whole frame"))
+            .expect("nothing");
+        assert_eq!(d.pending_bytes(), 5);
+        assert!(!d.is_paused());
     }
 }

@@ -617,6 +617,51 @@ mod tests {
         assert_eq!(encoded(&hostile), b"CONNECTED\nuser-name:eveadmin:1\n\n\0");
     }
 
+    /// Every STOMP 1.2 escape, as written on the wire and as meant.
+    const ESCAPES: [(&str, &str); 4] = [("\\c", ":"), ("\\n", "\n"), ("\\r", "\r"), ("\\\\", "\\")];
+
+    #[test]
+    fn every_escape_decodes_and_encodes_in_names_and_values_of_every_escaping_command() {
+        for command in Command::ALL.into_iter().filter(|c| c.escapes_headers()) {
+            for (wire, meant) in ESCAPES {
+                let bytes = format!("{}\nx{wire}y:a{wire}b{wire}\n\n\0", command.as_str());
+                let f = decode_one(bytes.as_bytes());
+                assert_eq!(
+                    f.headers,
+                    vec![(format!("x{meant}y"), format!("a{meant}b{meant}"))],
+                    "{} {wire}",
+                    command.as_str()
+                );
+                assert_eq!(encoded(&f), bytes.as_bytes(), "{} {wire} back", command.as_str());
+            }
+            // All four in one value, next to each other.
+            let f = decode_one(format!("{}\nh:\\c\\n\\r\\\\\n\n\0", command.as_str()).as_bytes());
+            assert_eq!(f.header("h"), Some(":\n\r\\"));
+        }
+    }
+
+    #[test]
+    fn connect_and_connected_take_every_escape_literally() {
+        for command in [Command::Connect, Command::Connected] {
+            for (wire, _) in ESCAPES {
+                let bytes = format!("{}\nx{wire}y:a{wire}b\n\n\0", command.as_str());
+                let f = decode_one(bytes.as_bytes());
+                assert_eq!(
+                    f.headers,
+                    vec![(format!("x{wire}y"), format!("a{wire}b"))],
+                    "{} keeps {wire}",
+                    command.as_str()
+                );
+                assert_eq!(
+                    encoded(&f),
+                    bytes.as_bytes(),
+                    "{} writes {wire} as is",
+                    command.as_str()
+                );
+            }
+        }
+    }
+
     #[test]
     fn content_length_allows_nul_in_body() {
         let frame = decode_one(b"SEND\ncontent-length:5\n\na\0b\0c\0");

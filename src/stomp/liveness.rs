@@ -56,9 +56,9 @@ impl Liveness {
     /// What is due at `now` (`now_secs`: Unix time, for the token's expiry). `connect_timeout`
     /// bounds the wait for CONNECT; `tick` is the timer period, so that a heart-beat goes out a
     /// little early rather than late.
-    pub fn on_timer(
+    pub fn on_timer<S>(
         &mut self,
-        session: &Session,
+        session: &Session<S>,
         closing: bool,
         now: Instant,
         now_secs: i64,
@@ -129,13 +129,9 @@ mod tests {
     const TICK: Duration = Duration::from_millis(250);
     const CONNECT: Duration = Duration::from_secs(10);
 
-    fn session(heart_beat: &str, expires_at_secs: i64) -> Session {
+    fn session(heart_beat: &str, expires_at_secs: i64) -> Session<()> {
         let mut s = Session::new();
-        let cfg = SessionConfig {
-            max_subscriptions: 10,
-            heartbeat_ms: 10_000,
-            server: "t".into(),
-        };
+        let cfg = SessionConfig::default();
         let connect = Frame::new(Command::Connect)
             .with_header("Authorization", "Bearer t")
             .with_header("heart-beat", heart_beat);
@@ -147,7 +143,7 @@ mod tests {
     fn connect_must_come_in_time() {
         let t0 = Instant::now();
         let mut l = Liveness::new(t0);
-        let s = Session::new();
+        let s = Session::<()>::new();
         assert_eq!(
             l.on_timer(&s, false, t0 + Duration::from_secs(9), 0, CONNECT, TICK),
             Due::Nothing

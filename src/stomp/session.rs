@@ -2,11 +2,26 @@
 //! the socket, the timers and the room index; this module owns the protocol rules (SPEC §4) and
 //! builds every frame the session sends. What a SEND body means is the application's business,
 //! asked through [`Host`]; the session speaks only its own types.
+//!
+//! Transactions (`BEGIN`/`COMMIT`/`ABORT`) live in `session/transactions.rs`, ack modes and `ACK`/`NACK` in
+//! `session/acks.rs`, and the SENDs in flight with their answers and DISCONNECT in `session/flow.rs`: at
+//! `max_inflight_sends` the session [wants no more input](Session::wants_read) until they settle.
+
+mod acks;
+mod flow;
+#[cfg(test)]
+mod testing;
+mod transactions;
+
+pub use acks::{ack_id, AckMode, ACK_WINDOW};
+pub use transactions::{HeldSend, TransactionError};
 
 mod access;
 
 use super::frame::{Command, Frame};
 use crate::auth::validate;
+use acks::AckLedger;
+use transactions::Transactions;
 
 /// Where clients send chat messages.
 pub const SEND_DESTINATION: &str = "/app/chat.send";
@@ -24,6 +39,27 @@ pub struct SessionConfig {
     /// What the server offers both ways (`heart-beat:<ms>,<ms>` in CONNECTED); 0 disables.
     pub heartbeat_ms: u64,
     pub server: String,
+    /// Transactions open at once (`chat.max_open_transactions`); one more BEGIN is an ERROR.
+    pub max_transactions: usize,
+    /// SENDs held by one transaction (`chat.max_transaction_sends`); one more is an ERROR.
+    pub max_transaction_sends: usize,
+    /// SENDs waiting for their commit before the session wants no more input
+    /// (`chat.max_inflight_sends`).
+    pub max_inflight_sends: usize,
+}
+
+impl Default for SessionConfig {
+    /// The configuration defaults (see `config::ChatConfig`).
+    fn default() -> Self {
+        SessionConfig {
+            max_subscriptions: 100,
+            heartbeat_ms: 10_000,
+            server: format!("herald/{}", env!("CARGO_PKG_VERSION")),
+            max_transactions: 16,
+            max_transaction_sends: 1000,
+            max_inflight_sends: 256,
+        }
+    }
 }
 
 /// The authenticated user of a session.
@@ -48,6 +84,9 @@ pub enum Destination {
 pub struct Subscription {
     pub id: String,
     pub destination: Destination,
+    pub ack: AckMode,
+    /// What a client-mode subscription was sent (empty in `auto` mode).
+    ledger: AckLedger,
 }
 
 /// An application-level refusal of a SEND, told on `/user/queue/errors` (the session stays open).
@@ -80,12 +119,24 @@ pub enum Action<S> {
     /// room as pending meanwhile (so that a withdrawal reaches it); answer with
     /// [`Session::room_checked`].
     CheckRoom { room: String, subscription: String },
-    /// The session now listens to this room (add it to the room index).
-    JoinRoom { room: String, subscription: String },
+    /// The session now listens to this room (add it to the room index). With `client_ack`, its
+    /// MESSAGEs carry an `ack` header and are recorded with [`Session::delivered`].
+    JoinRoom {
+        room: String,
+        subscription: String,
+        client_ack: bool,
+    },
     /// The session stopped listening to this room.
     LeaveRoom { room: String, subscription: String },
-    /// Persist and broadcast; acknowledge with a RECEIPT (if any) after commit.
+    /// Persist and broadcast; acknowledge with a RECEIPT (if any) after commit. Answer with
+    /// [`Session::send_settled`] or [`Session::sends_committed`].
     Publish { send: S, receipt: Option<String> },
+    /// A transaction's SENDs, in the order sent: persist them in one store transaction, then
+    /// broadcast; answer with [`Session::group_settled`] (the SENDs' receipts, then COMMIT's).
+    CommitGroup {
+        sends: Vec<HeldSend<S>>,
+        receipt: Option<String>,
+    },
     /// Flush what is queued, then close the connection.
     Close,
 }
@@ -94,12 +145,18 @@ pub enum Action<S> {
 enum State {
     AwaitingConnect,
     Connected(Principal),
+    /// DISCONNECT came while SENDs were waiting for their commit: their answers go out first,
+    /// then the DISCONNECT's RECEIPT, then the close. No more frames are read.
+    Draining {
+        principal: Principal,
+        receipt: Option<String>,
+    },
     Closed,
 }
 
-/// The protocol state of one connection.
+/// The protocol state of one connection; `S` is what the host makes of an accepted SEND.
 #[derive(Debug)]
-pub struct Session {
+pub struct Session<S> {
     state: State,
     subscriptions: Vec<Subscription>,
     /// A room SUBSCRIBE waiting for its check, and the frames held behind it (`access.rs`).
@@ -109,18 +166,21 @@ pub struct Session {
     /// Interval at which the client promised to send something (0: not checked).
     pub expect_heartbeat_ms: u64,
     next_message_id: u64,
+    transactions: Transactions<S>,
+    /// SENDs handed to the host (Publish, CommitGroup) and not settled yet.
+    sends_in_flight: usize,
 }
 
 type Out<S> = Vec<Action<S>>;
 
-impl Default for Session {
+impl<S> Default for Session<S> {
     fn default() -> Self {
         Session::new()
     }
 }
 
-impl Session {
-    pub fn new() -> Session {
+impl<S> Session<S> {
+    pub fn new() -> Session<S> {
         Session {
             state: State::AwaitingConnect,
             subscriptions: Vec::new(),
@@ -128,15 +188,27 @@ impl Session {
             send_heartbeat_ms: 0,
             expect_heartbeat_ms: 0,
             next_message_id: 0,
+            transactions: Transactions::default(),
+            sends_in_flight: 0,
         }
     }
 
     /// The user, once CONNECTed.
     pub fn principal(&self) -> Option<&Principal> {
         match &self.state {
-            State::Connected(p) => Some(p),
+            State::Connected(p) | State::Draining { principal: p, .. } => Some(p),
             _ => None,
         }
+    }
+
+    /// Open transactions.
+    pub fn open_transactions(&self) -> usize {
+        self.transactions.len()
+    }
+
+    /// SENDs held by the open transactions.
+    pub fn held_sends(&self) -> usize {
+        self.transactions.held()
     }
 
     pub fn subscriptions(&self) -> &[Subscription] {
@@ -164,38 +236,32 @@ impl Session {
     /// The MESSAGE carrying a notification (JSON `body`) to `/user/queue/notifications`, or
     /// `None` when the session has not subscribed to it.
     pub fn notification(&mut self, body: &str) -> Option<Frame> {
-        let subscription = self.subscription_to(&Destination::Notifications)?.to_owned();
-        let message_id = self.next_message_id();
-        Some(
-            Frame::new(Command::Message)
-                .with_header("destination", NOTIFICATIONS_QUEUE)
-                .with_header("subscription", subscription)
-                .with_header("message-id", message_id)
-                .with_header("content-type", "application/json")
-                .with_body(body.as_bytes().to_vec()),
-        )
+        self.queue_message(&Destination::Notifications, body.as_bytes().to_vec())
     }
 
-    /// The answer to a SEND once its fate is known: a RECEIPT if it was committed and asked for
-    /// one, the error on `/user/queue/errors` if it was not stored.
-    pub fn send_settled<S>(&mut self, receipt: Option<&str>, outcome: Result<(), AppError>, out: &mut Out<S>) {
-        match outcome {
-            Ok(()) => {
-                if let Some(r) = receipt {
-                    out.push(Action::Send(receipt_frame(r)));
-                }
-            }
-            Err(e) => self.app_error(e.code, &e.message, receipt, out),
+    /// A MESSAGE on the session's subscription to a `/user/queue/…` destination (with an `ack`
+    /// header in a client ack mode), or `None` when it has not subscribed.
+    fn queue_message(&mut self, destination: &Destination, body: Vec<u8>) -> Option<Frame> {
+        let subscription = self.subscription_to(destination)?.to_owned();
+        let message_id = self.next_message_id();
+        let ack = self.stamp_delivery(&subscription, &message_id);
+        let mut frame = Frame::new(Command::Message)
+            .with_header("destination", queue_name(destination))
+            .with_header("subscription", subscription)
+            .with_header("message-id", message_id);
+        if let Some(ack) = ack {
+            frame = frame.with_header("ack", ack);
         }
+        Some(frame.with_header("content-type", "application/json").with_body(body))
     }
 
     /// Handles one frame.
-    pub fn on_frame<H: Host>(&mut self, frame: Frame, cfg: &SessionConfig, host: &mut H, out: &mut Out<H::Send>) {
-        if self.state == State::Closed {
+    pub fn on_frame<H: Host<Send = S>>(&mut self, frame: Frame, cfg: &SessionConfig, host: &mut H, out: &mut Out<S>) {
+        if matches!(self.state, State::Closed | State::Draining { .. }) {
             return;
         }
         if self.is_waiting() {
-            return self.hold(frame);
+            return self.hold_frame(frame);
         }
         let receipt = frame.header("receipt").map(str::to_owned);
         match (&self.state, frame.command) {
@@ -206,39 +272,30 @@ impl Session {
             }
             (State::Connected(_), Command::Subscribe) => self.subscribe(&frame, cfg, receipt, out),
             (State::Connected(_), Command::Unsubscribe) => self.unsubscribe(&frame, receipt, out),
-            (State::Connected(_), Command::Send) => self.send(frame, host, receipt, out),
-            (State::Connected(_), Command::Disconnect) => {
-                if let Some(r) = receipt {
-                    out.push(Action::Send(receipt_frame(&r)));
-                }
-                self.leave_all(out);
-                self.state = State::Closed;
-                out.push(Action::Close);
-            }
-            (State::Connected(_), Command::Ack | Command::Nack | Command::Begin | Command::Commit | Command::Abort) => {
-                // Subscriptions are auto-ack and there are no transactions: accepted, nothing to do,
-                // but a receipt asked for is honoured.
-                if let Some(r) = receipt {
-                    out.push(Action::Send(receipt_frame(&r)));
-                }
-            }
+            (State::Connected(_), Command::Send) => self.send(frame, cfg, host, receipt, out),
+            (State::Connected(_), Command::Disconnect) => self.disconnect(receipt, out),
+            (State::Connected(_), Command::Ack | Command::Nack) => self.acknowledge(&frame, receipt, out),
+            (State::Connected(_), Command::Begin) => self.begin(&frame, cfg, receipt, out),
+            (State::Connected(_), Command::Commit) => self.commit(&frame, receipt, out),
+            (State::Connected(_), Command::Abort) => self.abort(&frame, receipt, out),
             (State::Connected(_), _) => {
                 self.fail("unexpected frame", "clients may not send this command", receipt, out)
             }
-            (State::Closed, _) => {}
+            (State::Closed | State::Draining { .. }, _) => {}
         }
     }
 
     /// Ends the session with an ERROR (protocol violation, expiry, slow consumer, shutdown).
-    pub fn fail<S>(&mut self, message: &str, detail: &str, receipt: Option<String>, out: &mut Out<S>) {
+    pub fn fail(&mut self, message: &str, detail: &str, receipt: Option<String>, out: &mut Out<S>) {
         out.push(Action::Send(error_frame(message, detail, receipt.as_deref())));
+        self.transactions.abort_all();
         self.leave_all(out);
         self.state = State::Closed;
         out.push(Action::Close);
     }
 
     /// Forgets every room (the connection is going away).
-    pub fn leave_all<S>(&mut self, out: &mut Out<S>) {
+    pub fn leave_all(&mut self, out: &mut Out<S>) {
         self.drop_pending(out);
         for s in self.subscriptions.drain(..) {
             if let Destination::Room(room) = s.destination {
@@ -250,7 +307,7 @@ impl Session {
         }
     }
 
-    fn connect<H: Host>(&mut self, frame: &Frame, cfg: &SessionConfig, host: &mut H, out: &mut Out<H::Send>) {
+    fn connect<H: Host<Send = S>>(&mut self, frame: &Frame, cfg: &SessionConfig, host: &mut H, out: &mut Out<S>) {
         let receipt = frame.header("receipt").map(str::to_owned);
         let Some(version) = negotiate_version(frame.header("accept-version")) else {
             return self.fail(
@@ -320,7 +377,7 @@ impl Session {
         out.push(Action::Send(connected));
     }
 
-    fn subscribe<S>(&mut self, frame: &Frame, cfg: &SessionConfig, receipt: Option<String>, out: &mut Out<S>) {
+    fn subscribe(&mut self, frame: &Frame, cfg: &SessionConfig, receipt: Option<String>, out: &mut Out<S>) {
         let Some(id) = frame.header("id").filter(|id| !id.is_empty()) else {
             return self.fail("missing id header", "SUBSCRIBE needs an id", receipt, out);
         };
@@ -336,6 +393,14 @@ impl Session {
             Ok(d) => d,
             Err(why) => return self.fail(why, destination, receipt, out),
         };
+        let Some(ack) = AckMode::parse(frame.header("ack")) else {
+            return self.fail(
+                "invalid ack mode",
+                "ack must be auto, client or client-individual",
+                receipt,
+                out,
+            );
+        };
         if self.subscriptions.iter().any(|s| s.id == id) {
             return self.fail("duplicate subscription id", id, receipt, out);
         }
@@ -349,18 +414,20 @@ impl Session {
         }
         if let Destination::Room(room) = destination {
             // Takes effect once the store says the user may enter the room (`access.rs`).
-            return self.check_room(id, room, receipt, out);
+            return self.check_room(id, room, ack, receipt, out);
         }
         self.subscriptions.push(Subscription {
             id: id.to_owned(),
             destination,
+            ack,
+            ledger: AckLedger::default(),
         });
         if let Some(r) = receipt {
             out.push(Action::Send(receipt_frame(&r)));
         }
     }
 
-    fn unsubscribe<S>(&mut self, frame: &Frame, receipt: Option<String>, out: &mut Out<S>) {
+    fn unsubscribe(&mut self, frame: &Frame, receipt: Option<String>, out: &mut Out<S>) {
         let Some(id) = frame.header("id") else {
             return self.fail("missing id header", "UNSUBSCRIBE needs an id", receipt, out);
         };
@@ -378,7 +445,14 @@ impl Session {
         }
     }
 
-    fn send<H: Host>(&mut self, frame: Frame, host: &mut H, receipt: Option<String>, out: &mut Out<H::Send>) {
+    fn send<H: Host<Send = S>>(
+        &mut self,
+        frame: Frame,
+        cfg: &SessionConfig,
+        host: &mut H,
+        receipt: Option<String>,
+        out: &mut Out<S>,
+    ) {
         match frame.header("destination") {
             Some(SEND_DESTINATION) => {}
             Some(other) => {
@@ -387,30 +461,43 @@ impl Session {
             }
             None => return self.fail("missing destination header", "SEND needs a destination", receipt, out),
         }
+        // A SEND in a transaction is validated now but held until COMMIT.
+        let transaction = frame.header("transaction").map(str::to_owned);
+        if let Some(id) = &transaction {
+            if !self.transactions.is_open(id) {
+                let detail = format!("SEND names transaction {id}, which is not open");
+                return self.fail(TransactionError::Unknown.message(), &detail, receipt, out);
+            }
+        }
         let State::Connected(principal) = &self.state else {
             return;
         };
         match host.accept_send(principal, &frame.body) {
-            Ok(send) => out.push(Action::Publish { send, receipt }),
+            Ok(send) => match transaction {
+                None => {
+                    self.sends_in_flight += 1;
+                    out.push(Action::Publish { send, receipt });
+                }
+                Some(id) => self.hold(&id, HeldSend { send, receipt }, cfg, out),
+            },
             Err(e) => self.app_error(e.code, &e.message, receipt.as_deref(), out),
         }
     }
 
     /// A JSON error on `/user/queue/errors` (dropped when the client has not subscribed to it).
-    pub fn app_error<S>(&mut self, code: &str, message: &str, receipt: Option<&str>, out: &mut Out<S>) {
-        let Some(subscription) = self.subscription_to(&Destination::Errors).map(str::to_owned) else {
-            return;
-        };
+    pub fn app_error(&mut self, code: &str, message: &str, receipt: Option<&str>, out: &mut Out<S>) {
         let body = serde_json::json!({ "code": code, "message": message, "receipt-id": receipt });
-        let message_id = self.next_message_id();
-        out.push(Action::Send(
-            Frame::new(Command::Message)
-                .with_header("destination", ERRORS_QUEUE)
-                .with_header("subscription", subscription)
-                .with_header("message-id", message_id)
-                .with_header("content-type", "application/json")
-                .with_body(body.to_string()),
-        ));
+        if let Some(frame) = self.queue_message(&Destination::Errors, body.to_string().into_bytes()) {
+            out.push(Action::Send(frame));
+        }
+    }
+}
+
+/// The name of a `/user/queue/…` destination (a room is not one: it falls back to the errors queue).
+fn queue_name(destination: &Destination) -> &'static str {
+    match destination {
+        Destination::Notifications => NOTIFICATIONS_QUEUE,
+        Destination::Errors | Destination::Room(_) => ERRORS_QUEUE,
     }
 }
 
@@ -469,6 +556,7 @@ mod tests {
             max_subscriptions: 2,
             heartbeat_ms: 10_000,
             server: "herald/test".into(),
+            ..SessionConfig::default()
         }
     }
 
@@ -509,8 +597,10 @@ mod tests {
 
     pub(super) type Out = Vec<Action<(String, Vec<u8>)>>;
 
-    pub(super) fn connected() -> Session {
-        let mut s = Session::new();
+    pub(super) type TestSession = Session<(String, Vec<u8>)>;
+
+    pub(super) fn connected() -> TestSession {
+        let mut s = TestSession::new();
         let mut out: Out = Vec::new();
         let connect = Frame::new(Command::Connect)
             .with_header("accept-version", "1.1,1.2")
@@ -531,7 +621,7 @@ mod tests {
 
     #[test]
     fn connect_negotiates_version_and_heartbeats() {
-        let mut s = Session::new();
+        let mut s = TestSession::new();
         let mut out: Out = Vec::new();
         let connect = Frame::new(Command::Stomp)
             .with_header("accept-version", "1.1,1.2")
@@ -549,7 +639,7 @@ mod tests {
 
     #[test]
     fn connect_without_token_fails_and_closes() {
-        let mut s = Session::new();
+        let mut s = TestSession::new();
         let mut out: Out = Vec::new();
         s.on_frame(Frame::new(Command::Connect), &cfg(), &mut alice(), &mut out);
         assert_eq!(sent(&out)[0].command, Command::Error);
@@ -559,7 +649,7 @@ mod tests {
 
     #[test]
     fn rejected_token_fails_with_reason() {
-        let mut s = Session::new();
+        let mut s = TestSession::new();
         let mut out: Out = Vec::new();
         let connect = Frame::new(Command::Connect).with_header("Authorization", "Bearer x");
         s.on_frame(
@@ -576,7 +666,7 @@ mod tests {
 
     #[test]
     fn frames_before_connect_and_second_connect_are_errors() {
-        let mut s = Session::new();
+        let mut s = TestSession::new();
         let mut out: Out = Vec::new();
         s.on_frame(Frame::new(Command::Send), &cfg(), &mut alice(), &mut out);
         assert_eq!(sent(&out)[0].header("message"), Some("not connected"));

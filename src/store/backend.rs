@@ -20,7 +20,7 @@ pub enum StoreError {
 /// A connection to one store (SQLite file or MySQL server), owned by one worker thread.
 pub trait Backend: Send {
     /// Creates the tables and indexes if they do not exist; safe to run at every start.
-    fn migrate(&mut self) -> Result<(), StoreError>;
+    fn migrate(&mut self) -> Result<Migrated, StoreError>;
     /// A cheap round trip that fails with `Unavailable` when the store is down.
     fn ping(&mut self) -> Result<(), StoreError>;
 
@@ -39,13 +39,38 @@ pub trait Backend: Send {
     fn refresh_token_family(&mut self, token_hash: &str, user_id: i64) -> Result<Option<String>, StoreError>;
 
     /// Stores many messages in one transaction (multi-row insert) with the mention notifications
-    /// of those whose mentioned users exist. All or nothing.
-    fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError>;
+    /// of those whose mentioned users exist. All or nothing. Each room's row in `rooms` is locked
+    /// for the transaction (created when missing; in sorted order, so two batches never deadlock)
+    /// and its `last_message_id` advanced, so ids ascend in commit order within a room whichever
+    /// process commits; the same holds per recipient for the notifications (the recipient's user
+    /// row is the lock). Every stored row comes with the id before it in its sequence.
+    ///
+    /// Under those locks it reads who may enter the batch's rooms (SPEC §8): `units` cuts the
+    /// batch, in order, into its all-or-nothing parts by length (a SEND is a unit of one, a STOMP
+    /// transaction's group is one unit), and a unit with a message whose sender may not enter its
+    /// private room is refused whole (`CommittedChat::refused`; nothing of it is stored). A
+    /// mention in a private room notifies members only.
+    fn commit_chat_units(&mut self, batch: &[NewChatMessage], units: &[usize]) -> Result<CommittedChat, StoreError>;
+    /// [`Backend::commit_chat_units`] with every message a unit of its own.
+    fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError> {
+        self.commit_chat_units(batch, &vec![1; batch.len()])
+    }
     /// A page of a room's history, ascending by id.
     fn chat_history(&mut self, room_id: &str, query: HistoryQuery) -> Result<Vec<ChatMessage>, StoreError>;
 
-    /// Stores a notification if its recipient exists; `None` when there is no such user.
-    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Notification>, StoreError>;
+    /// Stores a notification if its recipient exists, with the id of the recipient's previous
+    /// notification (under the same per-recipient lock as [`Backend::commit_chat`]); `None` when
+    /// there is no such user.
+    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Linked<Notification>>, StoreError>;
+    /// The id of the last message of `room` sent before `before_ms` (0 when none): where a node
+    /// that starts listening to the room begins.
+    fn room_start(&mut self, room: &str, before_ms: i64) -> Result<i64, StoreError>;
+    /// The id of the last notification of `recipient` created before `before_ms` (0 when none).
+    fn notification_start(&mut self, recipient: &str, before_ms: i64) -> Result<i64, StoreError>;
+    /// The `last_message_id` of each of `rooms` that has a `rooms` row (any number of names).
+    fn room_heads(&mut self, rooms: &[&str]) -> Result<Heads, StoreError>;
+    /// The id of the latest notification of each of `recipients` that has one (any number of names).
+    fn notification_heads(&mut self, recipients: &[&str]) -> Result<Heads, StoreError>;
     /// The recipient's notifications, newest first.
     fn list_notifications(
         &mut self,

@@ -30,6 +30,173 @@ pub fn run_all(open: &dyn Fn() -> Box<dyn Backend>) {
     chat_in_private_rooms(db.as_mut());
     direct_rooms(db.as_mut());
     read_marks_and_room_list(db.as_mut());
+    sequences_are_linked(db.as_mut());
+}
+
+/// The id before each of `ids` in a sequence that starts after `first_prev`.
+fn chain(first_prev: i64, ids: &[i64]) -> Vec<i64> {
+    std::iter::once(first_prev)
+        .chain(ids.iter().copied())
+        .take(ids.len())
+        .collect()
+}
+
+/// Every stored row knows the row before it in its room or for its recipient, and the heads say
+/// where each sequence stands (what a node compares with the store to fill gaps).
+fn sequences_are_linked(db: &mut dyn Backend) {
+    user(db, "s_gina");
+    user(db, "s_hal");
+    assert_eq!(db.room_heads(&["s-1", "s-2"]).expect("heads"), vec![], "no rows yet");
+    assert_eq!(db.notification_heads(&["s_gina"]).expect("heads"), vec![]);
+
+    let first = db
+        .commit_chat(&[
+            msg("s-1", "s_x", "a @s_gina", NOW, &["s_gina"]),
+            msg("s-2", "s_x", "b", NOW, &[]),
+            msg("s-1", "s_x", "c @s_gina @s_hal", NOW, &["s_gina", "s_hal", "s_ghost"]),
+        ])
+        .expect("commit");
+    let ids: Vec<i64> = first.messages.iter().map(|m| m.id).collect();
+    assert_eq!(
+        first.message_prev_ids,
+        vec![0, 0, ids[0]],
+        "a room's first message follows 0"
+    );
+    let notes: Vec<i64> = first.notifications.iter().map(|n| n.id).collect();
+    assert_eq!(notes.len(), 3);
+    assert_eq!(
+        first.notification_prev_ids,
+        vec![0, notes[0], 0],
+        "gina, gina, hal: per recipient"
+    );
+
+    let direct_note = db
+        .create_notification(&direct("s_gina", "direct", NOW))
+        .expect("create")
+        .expect("gina exists");
+    assert_eq!(direct_note.prev_id, notes[1], "after gina's mentions");
+
+    let second = db
+        .commit_chat(&[
+            msg("s-2", "s_x", "d", NOW, &[]),
+            msg("s-1", "s_x", "e @s_gina", NOW, &["s_gina"]),
+        ])
+        .expect("commit");
+    let more: Vec<i64> = second.messages.iter().map(|m| m.id).collect();
+    assert_eq!(second.message_prev_ids, vec![ids[1], ids[2]]);
+    assert_eq!(second.notification_prev_ids, vec![direct_note.row.id]);
+
+    // The stored order is the linked order, and the heads are the last ids.
+    let s1 = history(db, "s-1", 100, None, None);
+    assert_eq!(s1, vec![ids[0], ids[2], more[1]]);
+    let mut heads = db.room_heads(&["s-2", "s-1", "s-none"]).expect("heads");
+    heads.sort();
+    assert_eq!(heads, vec![("s-1".into(), more[1]), ("s-2".into(), more[0])]);
+    let mut user_heads = db.notification_heads(&["s_hal", "s_gina", "s_ghost"]).expect("heads");
+    user_heads.sort();
+    assert_eq!(
+        user_heads,
+        vec![
+            ("s_gina".into(), second.notifications[0].id),
+            ("s_hal".into(), notes[2])
+        ]
+    );
+    let gina: Vec<i64> = db
+        .notifications_after("s_gina", 0, 100)
+        .expect("after")
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(
+        gina,
+        vec![notes[0], notes[1], direct_note.row.id, second.notifications[0].id]
+    );
+
+    // Where a node that starts listening begins: the last row from before a time.
+    assert_eq!(db.room_start("s-1", NOW).expect("start"), 0, "nothing sent before NOW");
+    assert_eq!(db.room_start("s-1", NOW + 1).expect("start"), more[1]);
+    assert_eq!(db.room_start("s-none", NOW + 1).expect("start"), 0);
+    let later = db
+        .commit_chat(&[msg("s-1", "s_x", "later", NOW + 10, &["s_gina"])])
+        .expect("commit");
+    assert_eq!(db.room_start("s-1", NOW + 10).expect("start"), more[1]);
+    assert_eq!(db.room_start("s-1", NOW + 11).expect("start"), later.messages[0].id);
+    assert_eq!(
+        db.notification_start("s_gina", NOW + 10).expect("start"),
+        second.notifications[0].id
+    );
+    assert_eq!(
+        db.notification_start("s_gina", NOW + 11).expect("start"),
+        later.notifications[0].id
+    );
+    assert_eq!(db.notification_start("s_gina", NOW).expect("start"), 0);
+
+    // Many names at once (chunked lookups).
+    let names: Vec<String> = (0..1203).map(|i| format!("s-many-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let batch: Vec<NewChatMessage> = refs.iter().map(|r| msg(r, "s_x", "m", NOW, &[])).collect();
+    let committed = db.commit_chat(&batch).expect("commit to many rooms");
+    assert!(committed.message_prev_ids.iter().all(|p| *p == 0));
+    assert_eq!(db.room_heads(&refs).expect("heads").len(), 1203);
+}
+
+/// Several connections commit to the same rooms at once (some rooms new to all of them): within
+/// each room, ids ascend in commit order, so the links every commit reported form exactly the
+/// room's stored sequence, with no gap and no fork.
+pub fn concurrent_commits_keep_every_room_chained(open: &(dyn Fn() -> Box<dyn Backend> + Sync)) {
+    let mut db = open();
+    db.migrate().expect("migrate");
+    let rooms = ["cc-a", "cc-b", "cc-c"];
+    let links: Vec<(String, i64, i64)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                scope.spawn(move || {
+                    let mut db = open();
+                    let mut links = Vec::new();
+                    for round in 0..25 {
+                        let batch: Vec<NewChatMessage> = (0..6)
+                            .map(|i| {
+                                msg(
+                                    rooms[(w + round + i) % 3],
+                                    "cc",
+                                    &format!("w{w} r{round} i{i}"),
+                                    NOW,
+                                    &[],
+                                )
+                            })
+                            .collect();
+                        let c = db.commit_chat(&batch).expect("concurrent commit");
+                        for (m, prev) in c.messages.iter().zip(&c.message_prev_ids) {
+                            links.push((m.room_id.clone(), m.id, *prev));
+                        }
+                    }
+                    links
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("worker")).collect()
+    });
+    for room in rooms {
+        let stored = history(db.as_mut(), room, 500, None, None);
+        let mut reported: Vec<(i64, i64)> = links
+            .iter()
+            .filter(|(r, _, _)| r == room)
+            .map(|(_, id, prev)| (*id, *prev))
+            .collect();
+        reported.sort();
+        let ids: Vec<i64> = reported.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, stored, "{room}: every committed message is stored");
+        let prevs: Vec<i64> = reported.iter().map(|(_, prev)| *prev).collect();
+        assert_eq!(
+            prevs,
+            chain(0, &stored),
+            "{room}: each links to the one stored before it"
+        );
+        assert_eq!(
+            db.room_heads(&[room]).expect("heads"),
+            vec![(room.to_owned(), *stored.last().unwrap_or(&0))]
+        );
+    }
 }
 
 fn user(db: &mut dyn Backend, name: &str) -> User {
@@ -349,7 +516,8 @@ fn notifications(db: &mut dyn Backend) {
         let n = db
             .create_notification(&direct("n_erin", &format!("d{i}"), NOW + i))
             .expect("create")
-            .expect("erin exists");
+            .expect("erin exists")
+            .row;
         assert_eq!((n.kind.as_str(), n.room_id.as_deref(), n.read), ("direct", None, false));
         assert_eq!(n.created_at_ms, NOW + i);
         ids.push(n.id);
@@ -457,7 +625,8 @@ fn text_round_trips(db: &mut dyn Backend) {
     let d = db
         .create_notification(&direct("t_target", injection, NOW))
         .expect("create")
-        .expect("exists");
+        .expect("exists")
+        .row;
     assert_eq!(
         db.notifications_after("t_target", d.id - 1, 1).expect("after")[0].message,
         injection
@@ -982,6 +1151,65 @@ pub fn racing_invitations(mut conns: Vec<Box<dyn Backend>>) {
     assert_eq!(added, 2, "max_members 3: the owner and two guests");
     let detail = db.room_detail("ri-room", "ri_owner").expect("detail").expect("room");
     assert_eq!(detail.members.len(), 3);
+}
+
+/// A multi-message group (a committed STOMP transaction) is all or nothing: the backend's test has
+/// made any message whose text is `poison` fail to insert (a trigger), so that the group below
+/// fails at its 650th message, after whole statements of it went in. Nothing of it may remain —
+/// no message in any of its rooms, no mention — and the same group without the poison commits
+/// whole, in order.
+pub fn group_is_atomic(db: &mut dyn Backend, poison: &str) {
+    user(db, "g_target");
+    let rooms = ["g-1", "g-2", "g-3"];
+    let group = |last: &str| -> Vec<NewChatMessage> {
+        (0..700)
+            .map(|i| {
+                let text = if i == 649 {
+                    last.to_owned()
+                } else {
+                    format!("g{i} @g_target")
+                };
+                msg(rooms[i % 3], "g_sender", &text, NOW + i as i64, &["g_target"])
+            })
+            .collect()
+    };
+    let notes_before = db
+        .list_notifications(
+            "g_target",
+            NotificationQuery {
+                unread_only: false,
+                limit: 500,
+                before: None,
+            },
+        )
+        .expect("list")
+        .len();
+    assert!(db.commit_chat(&group(poison)).is_err(), "the poisoned group fails");
+    for room in rooms {
+        assert!(history(db, room, 500, None, None).is_empty(), "{room}: nothing stored");
+    }
+    let notes_after = db
+        .list_notifications(
+            "g_target",
+            NotificationQuery {
+                unread_only: false,
+                limit: 500,
+                before: None,
+            },
+        )
+        .expect("list")
+        .len();
+    assert_eq!(notes_after, notes_before, "no mention of the failed group");
+
+    let committed = db.commit_chat(&group("the antidote")).expect("the clean group commits");
+    assert_eq!(committed.messages.len(), 700);
+    assert!(
+        committed.messages.windows(2).all(|w| w[0].id < w[1].id),
+        "in the order sent"
+    );
+    assert_eq!(committed.notifications.len(), 700);
+    let stored: usize = rooms.iter().map(|r| history(db, r, 500, None, None).len()).sum();
+    assert_eq!(stored, 700);
 }
 
 /// Prints how long one `commit_chat` of 500 messages (a tenth mentioning a user) takes.

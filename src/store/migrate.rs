@@ -3,6 +3,7 @@
 //! [`apply_missing`] in its own lock or transaction and says how to run its statements.
 
 use super::backend::StoreError;
+use super::model::Migrated;
 
 /// The highest version applied, 0 before the first step; the same statement in every dialect.
 pub(crate) const CURRENT_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_version";
@@ -30,9 +31,10 @@ pub(crate) trait SchemaConn {
 /// Applies every step of `schema` the database lacks, recording each version after its
 /// statements, so a step cut short (MySQL DDL commits as it goes) is re-run whole next time.
 /// A database newer than this build is left alone with a warning.
-pub(crate) fn apply_missing(conn: &mut impl SchemaConn, schema: &Schema) -> Result<(), StoreError> {
+pub(crate) fn apply_missing(conn: &mut impl SchemaConn, schema: &Schema) -> Result<Migrated, StoreError> {
     conn.create_version_table()?;
-    let current = usize::try_from(conn.current_version()?).unwrap_or(0);
+    let found = conn.current_version()?;
+    let current = usize::try_from(found).unwrap_or(0);
     let known = schema.steps.len();
     if current > known {
         log::warn!(
@@ -48,7 +50,10 @@ pub(crate) fn apply_missing(conn: &mut impl SchemaConn, schema: &Schema) -> Resu
         conn.record_version(version, crate::clock::now_ms())?;
         log::info!("{} schema migrated to version {version}", schema.dialect);
     }
-    Ok(())
+    Ok(Migrated {
+        from: found,
+        to: found.max(i64::try_from(known).unwrap_or(i64::MAX)),
+    })
 }
 
 #[cfg(test)]

@@ -72,17 +72,34 @@ pub struct ChatMessage {
     pub sent_at_ms: i64,
 }
 
-/// The result of one group commit: the stored messages in the order given, the mention
-/// notifications created for them (ordered by id), and the messages refused because their sender
-/// may not enter their room.
+/// The result of one group commit: the stored messages in the order given and the mention
+/// notifications created for them (ordered by id), each with the id of the row before it in its
+/// sequence, so that a receiver can tell a gap from a reordering (SPEC §6); and the messages
+/// refused because their sender may not enter their room.
 #[derive(Debug, Clone, Default)]
 pub struct CommittedChat {
     pub messages: Vec<ChatMessage>,
+    /// For each message, the id of the message before it in its room (0 for a room's first).
+    pub message_prev_ids: Vec<i64>,
     pub notifications: Vec<Notification>,
     /// Positions in the batch (ascending) of the messages that were not stored: their room is
     /// private and their sender is not a member.
     pub refused: Vec<usize>,
+    /// For each notification, the id of its recipient's notification before it (0 for the first).
+    pub notification_prev_ids: Vec<i64>,
 }
+
+/// A stored row with the id of the row before it in its sequence (a room's messages, a
+/// recipient's notifications; 0 for the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked<T> {
+    pub prev_id: i64,
+    pub row: T,
+}
+
+/// The newest id of each named sequence that has one (a room's last message, a recipient's last
+/// notification); a name without a row has none yet (its head is 0).
+pub type Heads = Vec<(String, i64)>;
 
 /// Which page of a room's history to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,4 +302,12 @@ pub enum DirectOutcome {
 pub struct ReadMark {
     pub last_read_id: i64,
     pub unread: i64,
+}
+
+/// What a migration did: the schema version found, and the version the schema is at now (the
+/// same when it was up to date).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i64,
+    pub to: i64,
 }

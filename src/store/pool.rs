@@ -71,6 +71,11 @@ impl Worker {
         }
     }
 
+    /// Whether the pool is stopping (for threads that wait on something else than a job queue).
+    pub fn stopping(&self) -> bool {
+        self.common.stopping.load(Ordering::Acquire)
+    }
+
     /// The process's counters (for threads that count what their jobs did).
     pub fn metrics(&self) -> &Metrics {
         &self.common.metrics

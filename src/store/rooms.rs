@@ -2,11 +2,12 @@
 //! room, inviting, removing, opening a direct-message room and marking read check and write.
 //! Backends supply the statements ([`RoomStatements`]) and the transaction around them.
 //!
-//! Every change of who may enter a room runs in a transaction that holds the room's row (MySQL:
-//! the row or, for a room not created yet, the gap where it would go; SQLite: the one writer
-//! lock), and the chat group commit reads the same rows with a shared lock. So a message and a
-//! membership change of one room are ordered: the message commits before the change, or it is
-//! checked against the changed membership.
+//! Every change of who may enter a room runs in a transaction that holds the room's `rooms` row
+//! (MySQL: a row lock — a room not created yet gets its row inserted, or its open row locked,
+//! first; SQLite: the one writer lock), and the chat group commit locks the same rows before it
+//! reads who may enter (`store::chat`). So a message and a membership change of one room are
+//! ordered: the message commits before the change, or it is checked against the changed
+//! membership.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,6 +25,16 @@ pub(crate) enum RowLock {
     Update,
 }
 
+/// What an id's `rooms` row says before a room is created under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowState {
+    /// Created through the API already.
+    Created,
+    /// An open room's row, made by the chat path (`created_at` NULL), with its last message id
+    /// (0: no message was ever stored under it).
+    Open { last_message_id: i64 },
+}
+
 /// One row of a room list page: the room, its member count, its newest message id and the
 /// reader's read mark.
 pub(crate) struct RoomListRow {
@@ -38,6 +49,9 @@ pub(crate) struct RoomListRow {
 pub(crate) trait RoomStatements {
     /// The room if it was created through the API (`created_at` set).
     fn room(&mut self, room_id: &str, lock: RowLock) -> Result<Option<Room>, StoreError>;
+    /// The id's `rooms` row, locked for the rest of the transaction (MySQL: `FOR UPDATE`, whatever
+    /// its `created_at`); `None` when it has none.
+    fn lock_row(&mut self, room_id: &str) -> Result<Option<RowState>, StoreError>;
     /// Inserts the room's row; `Conflict` when the id has a row already.
     fn insert_room(&mut self, room: &NewRoom) -> Result<(), StoreError>;
     /// Turns an existing row of an open room (one the chat path created, `created_at` NULL) into
@@ -128,24 +142,27 @@ pub(crate) fn room_detail(
     }
 }
 
-/// Writes a new room and its first members. The row is inserted first, so that from here on
-/// the chat path cannot commit to this id until the transaction ends; then an id under which
-/// open-room messages exist is refused (`Conflict`): a busy open room is never hidden after the
-/// fact. Direct-message ids skip that check (they were never open).
+/// Writes a new room and its first members. The id's row is locked (or inserted) first, so that
+/// from here on the chat path cannot commit to this id until the transaction ends, and two
+/// creators of one id are served one after the other. An id with a created room is refused
+/// (`Conflict`); so is one under which open-room messages exist: a busy open room is never hidden
+/// after the fact. The row the chat path made for an open room without messages is claimed.
+/// Direct-message ids skip the message check (they were never open).
 pub(crate) fn create_room(db: &mut impl RoomStatements, new: &NewRoom) -> Result<RoomDetail, StoreError> {
-    match db.insert_room(new) {
-        Ok(()) => {}
-        Err(StoreError::Conflict) => {
-            // The id has a row: a created room (conflict), or an open room's row the chat path
-            // made, which may be claimed. Read before writing: creators who all hit the
-            // duplicate share a lock on the row, and all of them upgrading it would deadlock.
-            if db.room(&new.room_id, RowLock::Share)?.is_some() || !db.claim_open_room(new)? {
+    let direct = is_direct_room(&new.room_id);
+    match db.lock_row(&new.room_id)? {
+        Some(RowState::Created) => return Err(StoreError::Conflict),
+        Some(RowState::Open { last_message_id }) if last_message_id > 0 && !direct => return Err(StoreError::Conflict),
+        Some(RowState::Open { .. }) => {
+            if !db.claim_open_room(new)? {
                 return Err(StoreError::Conflict);
             }
         }
-        Err(e) => return Err(e),
+        // A racing creator (or a group commit making the open room's row) that inserted first
+        // makes this a duplicate once it commits: `Conflict`.
+        None => db.insert_room(new)?,
     }
-    if !is_direct_room(&new.room_id) && db.has_messages(&new.room_id)? {
+    if !direct && db.has_messages(&new.room_id)? {
         return Err(StoreError::Conflict);
     }
     for member in &new.members {
@@ -163,10 +180,13 @@ pub(crate) fn create_room(db: &mut impl RoomStatements, new: &NewRoom) -> Result
     })
 }
 
+/// How often opening a direct-message room looks for it and tries to create it.
+const DIRECT_ATTEMPTS: usize = 2;
+
 /// The direct-message room `new` (members: the caller first, then the other person) as it
 /// exists: created now, or found (with the caller back in it if they had left); `UserNotFound`
 /// when the other person does not exist. Two people opening it at once both succeed: the
-/// insert of the one who comes second conflicts, and it reads the room the first one made.
+/// creation of the one who comes second conflicts, and it finds the room the first one made.
 pub(crate) fn open_direct(db: &mut impl RoomStatements, new: &NewRoom) -> Result<DirectOutcome, StoreError> {
     let (Some(caller), Some(other)) = (new.members.first(), new.members.get(1)) else {
         return Err(StoreError::Other("a direct-message room needs two members".into()));
@@ -174,21 +194,22 @@ pub(crate) fn open_direct(db: &mut impl RoomStatements, new: &NewRoom) -> Result
     if !db.user_exists(other)? {
         return Ok(DirectOutcome::UserNotFound);
     }
-    if db.room(&new.room_id, RowLock::None)?.is_none() {
+    for _ in 0..DIRECT_ATTEMPTS {
+        // A locking read: it waits for the other side's creation in progress and sees its commit.
+        if let Some(room) = db.room(&new.room_id, RowLock::Share)? {
+            db.add_member(&new.room_id, caller, new.created_at_ms)?;
+            return detail(db, room, RowLock::Share).map(DirectOutcome::Existing);
+        }
         match create_room(db, new) {
             Ok(created) => return Ok(DirectOutcome::Created(created)),
-            // Opened by the other side a moment ago: fall through to the existing room.
+            // Created by the other side a moment ago: found on the next pass.
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e),
         }
     }
-    // Locking reads: they see the latest commit, also one the other side made after this
-    // transaction's first read (MySQL reads a snapshot otherwise).
-    let Some(room) = db.room(&new.room_id, RowLock::Share)? else {
-        return Err(StoreError::Other("direct-message room vanished".into()));
-    };
-    db.add_member(&new.room_id, caller, new.created_at_ms)?;
-    detail(db, room, RowLock::Share).map(DirectOutcome::Existing)
+    Err(StoreError::Other(
+        "direct-message room neither found nor created".into(),
+    ))
 }
 
 /// Invites `username` into `room_id` on behalf of `inviter` (who must own it), within
@@ -300,8 +321,8 @@ pub(crate) fn list(
     Ok(out)
 }
 
-/// The read of the chat group commit's authorization, with shared locks (MySQL) inside its
-/// transaction.
+/// The read of the chat group commit's authorization, inside its transaction and after it has
+/// locked the rooms' rows.
 pub(crate) trait AccessReads {
     /// The created rooms among `room_ids`, each with whether it is private and, for a private
     /// one, which of the users `pairs` name in it are members: one row per (room, member),
@@ -331,7 +352,7 @@ pub(crate) fn access_rows_sql(rooms: usize, names: usize, suffix: &str) -> Strin
 }
 
 /// Which messages of a batch their senders may store, and which mentioned users may be told:
-/// the group commit's authorization, read with shared locks inside its transaction.
+/// the group commit's authorization, read inside its transaction once the rooms are locked.
 #[derive(Debug, Default)]
 pub(crate) struct BatchAccess {
     /// Created rooms of the batch: id → private.

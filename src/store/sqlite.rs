@@ -1,16 +1,20 @@
 //! The embedded default store: one rusqlite connection per worker to a shared WAL-mode file.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 
 use super::backend::{Backend, StoreError};
-use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
+use super::chat::{
+    create_notification, existing_users_sql, group_commit, heads_in_chunks, history_page, notification_heads_sql,
+    retry_on_conflict, room_heads_sql, ChatTransaction, HistoryScan, NOTIFICATION_START_SQL, ROOM_START_SQL,
+};
 use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
-use super::rooms::{self, AccessReads, AccessRow, RoomListRow, RoomStatements, RowLock};
+use super::rooms::{self, AccessReads, AccessRow, RoomListRow, RoomStatements, RowLock, RowState};
 
 /// How long a writer waits for another connection's write lock before giving up with 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,9 +58,8 @@ const SCHEMA: Schema = Schema {
             "CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, id)",
         ],
         &[
-            // Shared with the scale-out work, which owns `last_message_id`: whichever step runs
-            // second finds the table there. `created_at` NULL is an open room (a row the chat path
-            // made), set for a room created through the API.
+            // One row per room: the lock a group commit takes, and the room's last message id. The
+            // other columns are the rooms API's (created_at NULL: an open room, never created).
             "CREATE TABLE IF NOT EXISTS rooms (
             room_id TEXT NOT NULL PRIMARY KEY,
             last_message_id INTEGER NOT NULL DEFAULT 0,
@@ -64,6 +67,15 @@ const SCHEMA: Schema = Schema {
             is_private INTEGER NOT NULL DEFAULT 0,
             owner TEXT NULL,
             created_at INTEGER NULL)",
+            // Back-fill from the messages stored before the table existed (`WHERE true`: SQLite's
+            // upsert after INSERT … SELECT needs a WHERE to parse).
+            "INSERT INTO rooms (room_id, last_message_id)
+            SELECT room_id, MAX(id) FROM chat_messages WHERE true GROUP BY room_id
+            ON CONFLICT (room_id) DO UPDATE SET last_message_id = MAX(last_message_id, excluded.last_message_id)",
+        ],
+        &[
+            // Rooms with members (SPEC §8): who is in a created room, and each reader's mark. The
+            // `rooms` row itself is step 2's (`created_at` set: created through the API).
             "CREATE TABLE IF NOT EXISTS room_members (
             room_id TEXT NOT NULL,
             username TEXT NOT NULL,
@@ -221,6 +233,31 @@ impl AccessReads for ChatTx<'_> {
 }
 
 impl ChatTransaction for ChatTx<'_> {
+    /// The IMMEDIATE transaction already holds SQLite's one write lock, which covers every room;
+    /// rows are only created and read.
+    fn lock_rooms(&mut self, rooms: &[&str]) -> Result<Vec<i64>, StoreError> {
+        let count = rooms.len();
+        self.0
+            .prepare(&format!(
+                "INSERT OR IGNORE INTO rooms (room_id) VALUES {}",
+                vec!["(?)"; count].join(",")
+            ))
+            .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(rooms)))
+            .map_err(map_err)?;
+        let heads: HashMap<String, i64> = query_pairs(&self.0, &room_heads_sql(count), rooms)?
+            .into_iter()
+            .collect();
+        rooms
+            .iter()
+            .map(|r| {
+                heads
+                    .get(*r)
+                    .copied()
+                    .ok_or_else(|| StoreError::Other(format!("room {r:?} has no row after its insert")))
+            })
+            .collect()
+    }
+
     fn insert_messages(&mut self, batch: &[&NewChatMessage]) -> Result<Vec<i64>, StoreError> {
         // One cached single-row INSERT per message rather than a multi-row statement: in-process
         // there is no round trip to save, and `last_insert_rowid` ties each id to its input
@@ -243,15 +280,40 @@ impl ChatTransaction for ChatTx<'_> {
             .collect()
     }
 
-    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
+    fn set_room_heads(&mut self, heads: &[(&str, i64)]) -> Result<(), StoreError> {
+        let mut update = self
+            .0
+            .prepare_cached("UPDATE rooms SET last_message_id = ?1 WHERE room_id = ?2")
+            .map_err(map_err)?;
+        for (room, id) in heads {
+            update.execute(params![id, room]).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    fn lock_recipients(&mut self, names: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
         // Not cached: each list length is a different statement and would evict the hot ones.
-        self.0
+        let users: Vec<String> = self
+            .0
             .prepare(&existing_users_sql(names.len()))
             .and_then(|mut stmt| {
                 stmt.query_map(rusqlite::params_from_iter(names), |r| r.get::<_, String>(0))?
                     .collect()
             })
-            .map_err(map_err)
+            .map_err(map_err)?;
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads: HashMap<String, i64> = query_pairs(&self.0, &notification_heads_sql(users.len()), &users)?
+            .into_iter()
+            .collect();
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let last = heads.get(&u).copied().unwrap_or(0);
+                (u, last)
+            })
+            .collect())
     }
 
     fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
@@ -347,6 +409,24 @@ impl RoomStatements for SqliteRooms<'_> {
                 "SELECT {ROOM_COLUMNS} FROM rooms WHERE room_id = ?1 AND created_at IS NOT NULL"
             ))
             .and_then(|mut s| s.query_row(params![room_id], room_from_row).optional())
+            .map_err(map_err)
+    }
+
+    fn lock_row(&mut self, room_id: &str) -> Result<Option<RowState>, StoreError> {
+        self.0
+            .prepare_cached("SELECT created_at IS NOT NULL, last_message_id FROM rooms WHERE room_id = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![room_id], |r| {
+                    Ok(if r.get::<_, i64>(0)? != 0 {
+                        RowState::Created
+                    } else {
+                        RowState::Open {
+                            last_message_id: r.get(1)?,
+                        }
+                    })
+                })
+                .optional()
+            })
             .map_err(map_err)
     }
 
@@ -522,6 +602,20 @@ impl RoomStatements for SqliteRooms<'_> {
     }
 }
 
+/// Runs a `SELECT name, id` with `names` bound and returns its rows.
+fn query_pairs<S: rusqlite::ToSql>(
+    conn: &Connection,
+    sql: &str,
+    names: &[S],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    conn.prepare(sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(rusqlite::params_from_iter(names), |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(map_err)
+}
+
 /// The migration driver's view of a connection inside the migration transaction.
 struct Migration<'c>(&'c Connection);
 
@@ -554,15 +648,16 @@ impl SchemaConn for Migration<'_> {
 }
 
 impl Backend for SqliteBackend {
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn migrate(&mut self) -> Result<Migrated, StoreError> {
         // IMMEDIATE takes the write lock up front, so two processes starting together run the
         // steps one after the other instead of both reading version 0.
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
-        apply_missing(&mut Migration(&tx), &SCHEMA)?;
-        tx.commit().map_err(map_err)
+        let migrated = apply_missing(&mut Migration(&tx), &SCHEMA)?;
+        tx.commit().map_err(map_err)?;
+        Ok(migrated)
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {
@@ -685,12 +780,14 @@ impl Backend for SqliteBackend {
             .map_err(map_err)
     }
 
-    fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError> {
-        group_commit(batch, || {
-            self.conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map(ChatTx)
-                .map_err(map_err)
+    fn commit_chat_units(&mut self, batch: &[NewChatMessage], units: &[usize]) -> Result<CommittedChat, StoreError> {
+        retry_on_conflict(|| {
+            group_commit(batch, units, || {
+                self.conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map(ChatTx)
+                    .map_err(map_err)
+            })
         })
     }
 
@@ -719,17 +816,41 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Notification>, StoreError> {
-        // One statement checks the recipient and inserts, so there is no window between the two.
-        let inserted = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM users WHERE username = ?1",
-            )
-            .and_then(|mut s| s.execute(notification_params(n)))
-            .map_err(map_err)?;
-        Ok((inserted > 0).then(|| n.stored_as(self.conn.last_insert_rowid())))
+    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Linked<Notification>>, StoreError> {
+        create_notification(n, || {
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map(ChatTx)
+                .map_err(map_err)
+        })
+    }
+
+    fn room_start(&mut self, room: &str, before_ms: i64) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(ROOM_START_SQL)
+            .and_then(|mut s| s.query_row(params![room, before_ms], |r| r.get(0)).optional())
+            .map(|id| id.unwrap_or(0))
+            .map_err(map_err)
+    }
+
+    fn notification_start(&mut self, recipient: &str, before_ms: i64) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached(NOTIFICATION_START_SQL)
+            .and_then(|mut s| s.query_row(params![recipient, before_ms], |r| r.get(0)).optional())
+            .map(|id| id.unwrap_or(0))
+            .map_err(map_err)
+    }
+
+    fn room_heads(&mut self, rooms: &[&str]) -> Result<Heads, StoreError> {
+        heads_in_chunks(rooms, |chunk| {
+            query_pairs(&self.conn, &room_heads_sql(chunk.len()), chunk)
+        })
+    }
+
+    fn notification_heads(&mut self, recipients: &[&str]) -> Result<Heads, StoreError> {
+        heads_in_chunks(recipients, |chunk| {
+            query_pairs(&self.conn, &notification_heads_sql(chunk.len()), chunk)
+        })
     }
 
     fn list_notifications(
@@ -935,6 +1056,54 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_commits_keep_rooms_chained() {
+        let path = temp_db();
+        crate::store::conformance::concurrent_commits_keep_every_room_chained(&|| open(&path));
+        cleanup(&path);
+    }
+
+    #[test]
+    fn rooms_are_back_filled_from_the_messages_stored_before_them() {
+        let path = temp_db();
+        let mut b = match SqliteBackend::open(&path) {
+            Ok(b) => b,
+            Err(e) => panic!("open: {e}"),
+        };
+        b.migrate().unwrap();
+        let batch: Vec<NewChatMessage> = ["bf-a", "bf-b", "bf-a"]
+            .iter()
+            .map(|room| NewChatMessage {
+                room_id: (*room).into(),
+                sender: "s".into(),
+                message: "m".into(),
+                sent_at_ms: 1,
+                mentions: vec![],
+            })
+            .collect();
+        let ids: Vec<i64> = b.commit_chat(&batch).unwrap().messages.iter().map(|m| m.id).collect();
+        // As a database of the previous version: no rooms table, schema at version 1.
+        b.conn
+            .execute_batch("DROP TABLE rooms; DELETE FROM schema_version WHERE version >= 2")
+            .unwrap();
+        b.migrate().unwrap();
+        let mut heads = b.room_heads(&["bf-a", "bf-b"]).unwrap();
+        heads.sort();
+        assert_eq!(heads, vec![("bf-a".into(), ids[2]), ("bf-b".into(), ids[1])]);
+        // The next message links to the back-filled head.
+        let next = b.commit_chat(&batch[..1]).unwrap();
+        assert_eq!(next.message_prev_ids, vec![ids[2]]);
+        // Re-running the step (a crash before its version was recorded) changes nothing.
+        b.conn
+            .execute_batch("DELETE FROM schema_version WHERE version >= 2")
+            .unwrap();
+        b.migrate().unwrap();
+        let head = b.room_heads(&["bf-a"]).unwrap();
+        assert_eq!(head, vec![("bf-a".into(), next.messages[0].id)]);
+        drop(b);
+        cleanup(&path);
+    }
+
+    #[test]
     fn pragmas_are_durable_wal() {
         let path = temp_db();
         let backend = match SqliteBackend::open(&path) {
@@ -1048,6 +1217,25 @@ mod tests {
         // The connection is still usable after the rollback.
         b.conn.execute_batch("DROP TRIGGER fail_boom").unwrap();
         assert_eq!(b.commit_chat(&batch).unwrap().notifications.len(), 1);
+        drop(b);
+        cleanup(&path);
+    }
+
+    #[test]
+    fn a_failed_group_leaves_nothing_behind() {
+        let path = temp_db();
+        let mut b = match SqliteBackend::open(&path) {
+            Ok(b) => b,
+            Err(e) => panic!("open: {e}"),
+        };
+        b.migrate().unwrap();
+        b.conn
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON chat_messages
+                 WHEN NEW.message = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END",
+            )
+            .unwrap();
+        crate::store::conformance::group_is_atomic(&mut b, "poison");
         drop(b);
         cleanup(&path);
     }

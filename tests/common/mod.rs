@@ -6,6 +6,7 @@
 //! so one failing scenario does not hide the others: all failures are listed at the end.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod http;
 pub mod server;
 pub mod sse;

@@ -142,6 +142,71 @@ impl Config {
     }
 }
 
+/// A fresh, empty temp directory for one server.
+fn server_dir() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("herald-it-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the server's temp dir");
+    dir
+}
+
+/// Creates a fresh, empty MariaDB database and returns its name.
+fn fresh_database() -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "herald_it_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() % 1_000_000)
+    );
+    let mut admin = mysql_admin().expect("connect to MariaDB to create a test database");
+    admin
+        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+        .and_then(|_| admin.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")))
+        .expect("create the test database");
+    name
+}
+
+/// A MariaDB database shared by several servers (a cluster's nodes), dropped with this value.
+pub struct SharedDatabase {
+    pub name: String,
+    /// `mysql://…/<name>`.
+    pub url: String,
+}
+
+impl SharedDatabase {
+    /// A fresh database; `None` when MariaDB is unreachable.
+    pub fn create() -> Option<SharedDatabase> {
+        mysql_admin().ok()?;
+        let name = fresh_database();
+        Some(SharedDatabase {
+            url: mysql_url_for(&name),
+            name,
+        })
+    }
+
+    /// Runs `sql` with the admin connection, in this database.
+    pub fn query<T: mysql::prelude::FromRow>(&self, sql: &str) -> Vec<T> {
+        let mut admin = mysql_admin().expect("connect to MariaDB");
+        admin
+            .query_drop(format!("USE {}", self.name))
+            .expect("use the database");
+        admin.query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+impl Drop for SharedDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = mysql_admin() {
+            let _ = admin.query_drop(format!("DROP DATABASE IF EXISTS {}", self.name));
+        }
+    }
+}
+
 /// A running `herald` process, stopped (SIGTERM, then SIGKILL after 3 s) and cleaned up on drop.
 pub struct Server {
     pub addr: SocketAddr,
@@ -165,38 +230,54 @@ impl Server {
     /// Like [`Server::start`], with the database URL passed through `rewrite` (to reach the store
     /// through a proxy, say).
     pub fn start_with_url(backend: Backend, config: &Config, rewrite: &dyn Fn(&str) -> String) -> Server {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let dir = std::env::temp_dir().join(format!("herald-it-{pid}-{n}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the server's temp dir");
+        let dir = server_dir();
         let (db_url, mysql_db) = match backend {
             Backend::Sqlite => (format!("sqlite://{}/herald.db", dir.display()), None),
             Backend::Mysql => {
-                let name = format!("herald_it_{pid}_{n}");
-                let mut admin = mysql_admin().expect("connect to MariaDB to create a test database");
-                admin
-                    .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-                    .and_then(|_| admin.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")))
-                    .expect("create the test database");
+                let name = fresh_database();
                 (mysql_url_for(&name), Some(name))
             }
         };
+        Server::spawn(backend, dir, &rewrite(&db_url), mysql_db, config, None)
+    }
+
+    /// A cluster node: a server on the existing MySQL database `db_url` (not dropped with the
+    /// node) that scales out over `redis_url`.
+    pub fn start_node(db_url: &str, config: &Config, redis_url: &str) -> Server {
+        Server::spawn(Backend::Mysql, server_dir(), db_url, None, config, Some(redis_url))
+    }
+
+    /// Spawns the binary and waits until `/health` says 200.
+    fn spawn(
+        backend: Backend,
+        dir: PathBuf,
+        db_url: &str,
+        mysql_db: Option<String>,
+        config: &Config,
+        redis_url: Option<&str>,
+    ) -> Server {
         let config_path = dir.join("herald.toml");
         std::fs::write(&config_path, config.render()).expect("write herald.toml");
         let log = File::create(dir.join("server.log")).expect("create server.log");
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        command
             .arg("--config")
             .arg(&config_path)
             .env("HERALD_BIND", format!("127.0.0.1:{port}"))
-            .env("HERALD_DATABASE_URL", rewrite(&db_url))
+            .env("HERALD_DATABASE_URL", db_url)
             .env("HERALD_DEV", "1")
             .env("HERALD_REACTORS", "2")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("HERALD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("HERALD_JWT_SECRET")
-            .env_remove("HERALD_REDIS_URL")
+            .env_remove("HERALD_REDIS_URL");
+        if let Some(url) = redis_url {
+            command.env("HERALD_REDIS_URL", url);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -312,6 +393,13 @@ impl Server {
 }
 
 impl Server {
+    /// Kills the process at once (SIGKILL), as a crashed node.
+    pub fn kill(&self) {
+        let mut child = self.child();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the process to exit; its exit status, or
     /// `None` when it is still running.
     pub fn terminate(&self, timeout: Duration) -> Option<ExitStatus> {

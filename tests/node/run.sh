@@ -23,8 +23,8 @@ fi
 
 status=0
 
-echo "== node --test (chat_flow, sse_replay) against $HERALD_URL"
-node --test --test-reporter=spec chat_flow.test.mjs sse_replay.test.mjs || status=1
+echo "== node --test (chat_flow, sse_replay, stomp_semantics) against $HERALD_URL"
+node --test --test-reporter=spec chat_flow.test.mjs sse_replay.test.mjs stomp_semantics.test.mjs || status=1
 
 echo "== newman (postman/herald.postman_collection.json) against $HERALD_URL"
 "$HERE/node_modules/.bin/newman" run "$ROOT/postman/herald.postman_collection.json" \

@@ -15,7 +15,8 @@
 
 use std::collections::VecDeque;
 
-use super::{Action, Destination, Host, Out, Session, SessionConfig, ERRORS_QUEUE};
+use super::acks::{AckLedger, AckMode};
+use super::{Action, Destination, Host, Out, Session, SessionConfig, Subscription, ERRORS_QUEUE};
 use crate::stomp::frame::{Command, Frame};
 use crate::text::Text;
 
@@ -24,6 +25,8 @@ use crate::text::Text;
 struct PendingSubscribe {
     id: String,
     room: String,
+    /// The SUBSCRIBE's ack mode, which the subscription keeps once it is let in.
+    ack: AckMode,
     receipt: Option<String>,
     /// Access to the room was withdrawn while the check ran: the answer is no.
     withdrawn: bool,
@@ -36,7 +39,7 @@ pub(super) struct RoomGate {
     held: VecDeque<Frame>,
 }
 
-impl Session {
+impl<S> Session<S> {
     /// Whether a SUBSCRIBE waits for its room check: feed no more frames until it is answered
     /// (they would only be held).
     pub fn is_waiting(&self) -> bool {
@@ -44,12 +47,19 @@ impl Session {
     }
 
     /// Holds a frame that arrived while a SUBSCRIBE waits.
-    pub(super) fn hold(&mut self, frame: Frame) {
+    pub(super) fn hold_frame(&mut self, frame: Frame) {
         self.gate.held.push_back(frame);
     }
 
     /// Starts waiting for the check of a SUBSCRIBE `id` to `room`.
-    pub(super) fn check_room<S>(&mut self, id: &str, room: String, receipt: Option<String>, out: &mut Out<S>) {
+    pub(super) fn check_room(
+        &mut self,
+        id: &str,
+        room: String,
+        ack: AckMode,
+        receipt: Option<String>,
+        out: &mut Out<S>,
+    ) {
         out.push(Action::CheckRoom {
             room: room.clone(),
             subscription: id.to_owned(),
@@ -57,6 +67,7 @@ impl Session {
         self.gate.pending = Some(PendingSubscribe {
             id: id.to_owned(),
             room,
+            ack,
             receipt,
             withdrawn: false,
         });
@@ -64,7 +75,7 @@ impl Session {
 
     /// Forgets the waiting SUBSCRIBE and the held frames (the session is closing); the pending
     /// subscription is left like a live one.
-    pub(super) fn drop_pending<S>(&mut self, out: &mut Out<S>) {
+    pub(super) fn drop_pending(&mut self, out: &mut Out<S>) {
         self.gate.held.clear();
         if let Some(p) = self.gate.pending.take() {
             out.push(Action::LeaveRoom {
@@ -78,13 +89,13 @@ impl Session {
     /// `Some(false)` ends the session with `ERROR message:forbidden`, `None` (the store could not
     /// tell) with `ERROR message:service unavailable`. Then the held frames run, in order, until
     /// the next SUBSCRIBE to a room waits again. An answer for another room is stale and ignored.
-    pub fn room_checked<H: Host>(
+    pub fn room_checked<H: Host<Send = S>>(
         &mut self,
         room: &str,
         allowed: Option<bool>,
         cfg: &SessionConfig,
         host: &mut H,
-        out: &mut Out<H::Send>,
+        out: &mut Out<S>,
     ) {
         if self.gate.pending.as_ref().is_none_or(|p| p.room != room) {
             return;
@@ -118,10 +129,13 @@ impl Session {
         out.push(Action::JoinRoom {
             room: pending.room.clone(),
             subscription: pending.id.clone(),
+            client_ack: pending.ack.is_client(),
         });
-        self.subscriptions.push(super::Subscription {
+        self.subscriptions.push(Subscription {
             id: pending.id,
             destination: Destination::Room(pending.room),
+            ack: pending.ack,
+            ledger: AckLedger::default(),
         });
         if let Some(r) = pending.receipt {
             out.push(Action::Send(super::receipt_frame(&r)));
@@ -141,7 +155,7 @@ impl Session {
     /// private): its subscriptions to the room stop, and the user is told on
     /// `/user/queue/errors`; a SUBSCRIBE to it still waiting will be refused. True when the
     /// session listened to the room.
-    pub fn room_access_withdrawn<S>(&mut self, room: &str, out: &mut Out<S>) -> bool {
+    pub fn room_access_withdrawn(&mut self, room: &str, out: &mut Out<S>) -> bool {
         let mut ended = false;
         self.subscriptions.retain(|s| {
             let here = s.destination == Destination::Room(room.to_owned());
@@ -165,7 +179,7 @@ impl Session {
 
     /// `{"code":"FORBIDDEN","message","roomId"}` on `/user/queue/errors` (dropped when the client
     /// has not subscribed to it).
-    fn room_forbidden<S>(&mut self, room: &str, out: &mut Out<S>) {
+    fn room_forbidden(&mut self, room: &str, out: &mut Out<S>) {
         let Some(subscription) = self.subscription_to(&Destination::Errors).map(str::to_owned) else {
             return;
         };
@@ -188,7 +202,7 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{alice, cfg, connected, sent, Out};
+    use super::super::tests::{alice, cfg, connected, sent, Out, TestSession};
     use super::*;
 
     fn subscribe(id: &str, room: &str) -> Frame {
@@ -204,7 +218,7 @@ mod tests {
             .with_body(body.as_bytes().to_vec())
     }
 
-    fn errors_subscribed() -> Session {
+    fn errors_subscribed() -> TestSession {
         let mut s = connected();
         let mut out: Out = Vec::new();
         let errors = Frame::new(Command::Subscribe)
@@ -229,7 +243,9 @@ mod tests {
         assert!(out.is_empty(), "held: {out:?}");
         s.room_checked("secret", Some(true), &cfg(), &mut alice(), &mut out);
         assert!(!s.is_waiting());
-        assert!(matches!(&out[0], Action::JoinRoom { room, subscription } if room == "secret" && subscription == "1"));
+        assert!(
+            matches!(&out[0], Action::JoinRoom { room, subscription, client_ack: false } if room == "secret" && subscription == "1")
+        );
         assert_eq!(
             sent(&out)[0].header("receipt-id"),
             Some("r-1"),
@@ -244,6 +260,20 @@ mod tests {
             .collect();
         assert_eq!(published, [b"first".as_slice(), b"second".as_slice()]);
         assert_eq!(s.subscriptions().len(), 2);
+    }
+
+    #[test]
+    fn a_checked_subscribe_keeps_its_ack_mode() {
+        let mut s = connected();
+        let mut out: Out = Vec::new();
+        let client = subscribe("1", "secret").with_header("ack", "client-individual");
+        s.on_frame(client, &cfg(), &mut alice(), &mut out);
+        assert!(s.is_waiting() && !s.wants_read(&cfg()));
+        out.clear();
+        s.room_checked("secret", Some(true), &cfg(), &mut alice(), &mut out);
+        assert!(matches!(&out[0], Action::JoinRoom { client_ack: true, .. }));
+        assert_eq!(s.subscriptions()[0].ack, AckMode::ClientIndividual);
+        assert!(s.wants_read(&cfg()));
     }
 
     #[test]

@@ -11,13 +11,17 @@ mod schema;
 #[cfg(test)]
 mod test_db;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use ::mysql::prelude::Queryable;
-use ::mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts, Value};
+use ::mysql::{Conn, IsolationLevel, Opts, OptsBuilder, Transaction, TxOpts, Value};
 
 use super::backend::{Backend, StoreError};
-use super::chat::{existing_users_sql, group_commit, history_page, ChatTransaction, HistoryScan};
+use super::chat::{
+    create_notification, existing_users_sql, group_commit, heads_in_chunks, history_page, notification_heads_sql,
+    retry_on_conflict, room_heads_sql, ChatTransaction, HistoryScan, NOTIFICATION_START_SQL, ROOM_START_SQL,
+};
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
 use super::rooms::{self as room_rules, AccessReads, AccessRow, RowLock};
@@ -33,19 +37,22 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every session gets the same character set, strictness and isolation, whatever the server
 /// defaults are: utf8mb4 so emoji survive, strict so an over-long value fails instead of being
-/// truncated, REPEATABLE READ so a locking read of a room that does not exist yet locks the gap
-/// where it would go (READ COMMITTED takes no gap locks, and room creation would then race the
-/// chat path's authorization).
+/// truncated, and READ COMMITTED (see [`write_tx_opts`] for why; reads outside a transaction are
+/// single statements, which see the latest commit either way).
 const SESSION_INIT: &[&str] = &[
     "SET NAMES utf8mb4",
     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
-    "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
 ];
 
 /// The columns of a new chat message, in [`message_values`] order.
 const CHAT_COLUMNS: [&str; 4] = ["room_id", "sender", "message", "sent_at"];
 /// The columns of a new notification, in [`notification_values`] order.
 const NOTIFICATION_INSERT_COLUMNS: [&str; 6] = ["recipient", "type", "sender", "room_id", "message", "created_at"];
+
+fn names<S: AsRef<str>>(names: &[S]) -> ::mysql::Params {
+    params(names.iter().map(|n| Value::from(n.as_ref())).collect())
+}
 
 fn message_values(m: &NewChatMessage) -> Vec<Value> {
     vec![
@@ -102,7 +109,7 @@ impl MysqlBackend {
         f: impl FnOnce(&mut MysqlRooms<'_, Transaction<'_>>) -> Result<(T, bool), StoreError>,
         before_commit: &mut dyn FnMut(),
     ) -> Result<T, StoreError> {
-        let mut tx = self.conn.start_transaction(TxOpts::default()).map_err(map_err)?;
+        let mut tx = self.conn.start_transaction(write_tx_opts()).map_err(map_err)?;
         let (value, announce) = f(&mut MysqlRooms(&mut tx))?;
         if announce {
             before_commit();
@@ -110,6 +117,34 @@ impl MysqlBackend {
         tx.commit().map_err(map_err)?;
         Ok(value)
     }
+}
+
+/// The isolation of every write transaction — group commits, direct notifications, room changes —
+/// is READ COMMITTED, and what must be serialized is serialized by row locks, never by snapshots
+/// or gap locks:
+///
+/// - Chat order (SPEC §6): a group commit locks its rooms' rows `FOR UPDATE` in sorted order,
+///   *creating* the missing ones, so there is always a row to lock and no gap lock is needed; two
+///   batches creating one room race on its primary key and the loser retries (under REPEATABLE
+///   READ the two would each gap-lock and then deadlock on their inserts). `last_message_id`,
+///   hence `prev`, is read by that locking read, which sees the latest commit.
+/// - Rooms (SPEC §8): every change of who may enter a room holds that room's row (a creation
+///   inserts it or locks the open room's row `FOR UPDATE`; invitations and removals lock it `FOR
+///   UPDATE`; reopening a DM `LOCK IN SHARE MODE`), and the group commit reads its authorization
+///   only after it holds the rows. Each statement under READ COMMITTED sees the latest commit, so
+///   the read sees every change that committed before the lock was granted, and later changes
+///   wait for this commit: a SEND racing a removal is stored before it or refused.
+/// - A SUBSCRIBE's check reads with `LOCK IN SHARE MODE`, which waits for a creation or change
+///   in progress on the row (an uncommitted insert included); a room not inserted yet cannot be
+///   in the middle of announcing its withdrawal (that happens after its writes), and the pending
+///   subscription is listed before the check, so that later announcement reaches it.
+/// - Concurrent creators of one room: the first insert wins, the others wait on it and then see
+///   the duplicate (409); an open room's row is locked before it is claimed, so two claimers never
+///   hold a shared lock each and upgrade (a deadlock).
+/// - Racing DMs and invitations at the bound: the room's row lock serializes them and each
+///   statement after it reads the latest member rows, so the count is never stale.
+fn write_tx_opts() -> TxOpts {
+    TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted))
 }
 
 /// A group commit's transaction; dropped on any early return, it sends ROLLBACK.
@@ -125,14 +160,62 @@ impl AccessReads for ChatTx<'_> {
 }
 
 impl ChatTransaction for ChatTx<'_> {
+    fn lock_rooms(&mut self, rooms: &[&str]) -> Result<Vec<i64>, StoreError> {
+        let sql = format!("{} FOR UPDATE", room_heads_sql(rooms.len()));
+        let found: HashMap<String, i64> = all_rows::<(String, i64)>(&mut self.tx, &sql, names(rooms))?
+            .into_iter()
+            .collect();
+        let missing: Vec<&str> = rooms.iter().copied().filter(|r| !found.contains_key(*r)).collect();
+        if !missing.is_empty() {
+            // A plain INSERT: a batch that races us to a new room waits for our commit and then
+            // fails on the duplicate key (`Conflict`), and the group commit is run again.
+            let sql = format!(
+                "INSERT INTO rooms (room_id, last_message_id) VALUES {}",
+                vec!["(?, 0)"; missing.len()].join(",")
+            );
+            self.tx.exec_drop(sql, names(&missing)).map_err(map_err)?;
+        }
+        Ok(rooms.iter().map(|r| found.get(*r).copied().unwrap_or(0)).collect())
+    }
+
     fn insert_messages(&mut self, batch: &[&NewChatMessage]) -> Result<Vec<i64>, StoreError> {
         let rows: Vec<Vec<Value>> = batch.iter().map(|m| message_values(m)).collect();
         insert_rows(&mut self.tx, self.ids, "chat_messages", &CHAT_COLUMNS, &rows)
     }
 
-    fn existing_users(&mut self, names: &[&str]) -> Result<Vec<String>, StoreError> {
-        let names: Vec<Value> = names.iter().map(|n| Value::from(*n)).collect();
-        all_rows(&mut self.tx, &existing_users_sql(names.len()), params(names))
+    fn set_room_heads(&mut self, heads: &[(&str, i64)]) -> Result<(), StoreError> {
+        // One statement for every room of the batch.
+        let cases = vec!["WHEN ? THEN ?"; heads.len()].join(" ");
+        let sql = format!(
+            "UPDATE rooms SET last_message_id = CASE room_id {cases} END WHERE room_id IN ({})",
+            vec!["?"; heads.len()].join(",")
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(heads.len() * 3);
+        for (room, id) in heads {
+            values.push((*room).into());
+            values.push((*id).into());
+        }
+        values.extend(heads.iter().map(|(room, _)| Value::from(*room)));
+        self.tx.exec_drop(sql, params(values)).map_err(map_err)
+    }
+
+    fn lock_recipients(&mut self, recipients: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = format!("{} FOR UPDATE", existing_users_sql(recipients.len()));
+        let users: Vec<String> = all_rows(&mut self.tx, &sql, names(recipients))?;
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads: HashMap<String, i64> =
+            all_rows::<(String, i64)>(&mut self.tx, &notification_heads_sql(users.len()), names(&users))?
+                .into_iter()
+                .collect();
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let last = heads.get(&u).copied().unwrap_or(0);
+                (u, last)
+            })
+            .collect())
     }
 
     fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {
@@ -152,7 +235,7 @@ impl ChatTransaction for ChatTx<'_> {
 }
 
 impl Backend for MysqlBackend {
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn migrate(&mut self) -> Result<Migrated, StoreError> {
         schema::migrate(&mut self.conn)
     }
 
@@ -256,11 +339,13 @@ impl Backend for MysqlBackend {
         )
     }
 
-    fn commit_chat(&mut self, batch: &[NewChatMessage]) -> Result<CommittedChat, StoreError> {
+    fn commit_chat_units(&mut self, batch: &[NewChatMessage], units: &[usize]) -> Result<CommittedChat, StoreError> {
         let ids = self.ids;
-        group_commit(batch, || {
-            let tx = self.conn.start_transaction(TxOpts::default()).map_err(map_err)?;
-            Ok(ChatTx { tx, ids })
+        retry_on_conflict(|| {
+            group_commit(batch, units, || {
+                let tx = self.conn.start_transaction(write_tx_opts()).map_err(map_err)?;
+                Ok(ChatTx { tx, ids })
+            })
         })
     }
 
@@ -284,22 +369,42 @@ impl Backend for MysqlBackend {
         })
     }
 
-    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Notification>, StoreError> {
-        // One statement checks the recipient and inserts, so there is no window between the two.
-        let mut values = notification_values(n);
-        values.push(n.recipient.as_str().into());
-        let inserted = affected(
+    fn create_notification(&mut self, n: &NewNotification) -> Result<Option<Linked<Notification>>, StoreError> {
+        let ids = self.ids;
+        create_notification(n, || {
+            let tx = self.conn.start_transaction(write_tx_opts()).map_err(map_err)?;
+            Ok(ChatTx { tx, ids })
+        })
+    }
+
+    fn room_start(&mut self, room: &str, before_ms: i64) -> Result<i64, StoreError> {
+        let id: Option<i64> = first_row(
             &mut self.conn,
-            "INSERT INTO notifications (recipient, type, sender, room_id, message, created_at)
-             SELECT ?, ?, ?, ?, ?, ? FROM users WHERE username = ?",
-            params(values),
+            ROOM_START_SQL,
+            params(vec![room.into(), before_ms.into()]),
         )?;
-        if inserted == 0 {
-            return Ok(None);
-        }
-        let id = i64::try_from(self.conn.last_insert_id())
-            .map_err(|_| StoreError::Other("notification id out of range".into()))?;
-        Ok(Some(n.stored_as(id)))
+        Ok(id.unwrap_or(0))
+    }
+
+    fn notification_start(&mut self, recipient: &str, before_ms: i64) -> Result<i64, StoreError> {
+        let id: Option<i64> = first_row(
+            &mut self.conn,
+            NOTIFICATION_START_SQL,
+            params(vec![recipient.into(), before_ms.into()]),
+        )?;
+        Ok(id.unwrap_or(0))
+    }
+
+    fn room_heads(&mut self, rooms: &[&str]) -> Result<Heads, StoreError> {
+        heads_in_chunks(rooms, |chunk| {
+            all_rows(&mut self.conn, &room_heads_sql(chunk.len()), names(chunk))
+        })
+    }
+
+    fn notification_heads(&mut self, recipients: &[&str]) -> Result<Heads, StoreError> {
+        heads_in_chunks(recipients, |chunk| {
+            all_rows(&mut self.conn, &notification_heads_sql(chunk.len()), names(chunk))
+        })
     }
 
     fn list_notifications(
@@ -477,6 +582,65 @@ mod tests {
             |n| -> Vec<Box<dyn Backend>> { (0..n).map(|_| Box::new(db.open(None)) as Box<dyn Backend>).collect() };
         crate::store::conformance::racing_direct_rooms(conns(4));
         crate::store::conformance::racing_invitations(conns(5));
+    }
+
+    #[test]
+    fn a_failed_group_leaves_nothing_behind() {
+        let Some(db) = TestDb::create() else { return };
+        let mut backend = db.open(None);
+        backend.migrate().unwrap();
+        backend
+            .conn
+            .query_drop(
+                "CREATE TRIGGER poison BEFORE INSERT ON chat_messages FOR EACH ROW BEGIN \
+                 IF NEW.message = 'poison' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poison'; END IF; END",
+            )
+            .unwrap();
+        crate::store::conformance::group_is_atomic(&mut backend, "poison");
+    }
+
+    #[test]
+    fn concurrent_commits_keep_rooms_chained() {
+        let Some(db) = TestDb::create() else { return };
+        crate::store::conformance::concurrent_commits_keep_every_room_chained(&|| Box::new(db.open(None)));
+    }
+
+    #[test]
+    fn rooms_are_back_filled_from_the_messages_stored_before_them() {
+        let Some(mut db) = TestDb::create() else { return };
+        let mut b = db.open(None);
+        b.migrate().unwrap();
+        let batch: Vec<NewChatMessage> = ["bf-a", "bf-b", "bf-a"]
+            .iter()
+            .map(|room| NewChatMessage {
+                room_id: (*room).into(),
+                sender: "s".into(),
+                message: "m".into(),
+                sent_at_ms: 1,
+                mentions: vec![],
+            })
+            .collect();
+        let ids: Vec<i64> = b.commit_chat(&batch).unwrap().messages.iter().map(|m| m.id).collect();
+        // As a database of the previous version: no rooms table, schema at version 1.
+        db.admin.query_drop(format!("DROP TABLE {}.rooms", db.name())).unwrap();
+        db.admin
+            .query_drop(format!("DELETE FROM {}.schema_version WHERE version >= 2", db.name()))
+            .unwrap();
+        b.migrate().unwrap();
+        let mut heads = b.room_heads(&["bf-a", "bf-b"]).unwrap();
+        heads.sort();
+        assert_eq!(heads, vec![("bf-a".into(), ids[2]), ("bf-b".into(), ids[1])]);
+        let next = b.commit_chat(&batch[..1]).unwrap();
+        assert_eq!(next.message_prev_ids, vec![ids[2]]);
+        // Re-running the step (a crash before its version was recorded) changes nothing.
+        db.admin
+            .query_drop(format!("DELETE FROM {}.schema_version WHERE version >= 2", db.name()))
+            .unwrap();
+        b.migrate().unwrap();
+        assert_eq!(
+            b.room_heads(&["bf-a"]).unwrap(),
+            vec![("bf-a".into(), next.messages[0].id)]
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The room statements in MySQL's dialect, on a connection or inside a transaction. Locking
-//! reads take InnoDB row (or, for a room not created yet, gap) locks: the sessions run at
-//! REPEATABLE READ so those gap locks exist (see `SESSION_INIT`).
+//! reads take InnoDB row locks; no rule relies on gap locks (the sessions run at READ COMMITTED:
+//! see `write_tx_opts`).
 
 use ::mysql::prelude::Queryable;
 use ::mysql::{Conn, Transaction, Value};
@@ -9,7 +9,7 @@ use super::errors::map_err;
 use super::rows::{all_rows, chat, first_row, params, ChatRow};
 use crate::store::backend::StoreError;
 use crate::store::model::*;
-use crate::store::rooms::{access_rows_sql, AccessReads, AccessRow, RoomListRow, RoomStatements, RowLock};
+use crate::store::rooms::{access_rows_sql, AccessReads, AccessRow, RoomListRow, RoomStatements, RowLock, RowState};
 
 /// A statement runner that can say how many rows its last statement changed.
 pub(super) trait Runner: Queryable {
@@ -96,7 +96,10 @@ impl<Q: Runner> AccessReads for MysqlRooms<'_, Q> {
             .chunks(NAMES_PER_STATEMENT)
             .chain(names.is_empty().then_some(&[][..]))
         {
-            let sql = access_rows_sql(room_ids.len(), some.len().max(1), " LOCK IN SHARE MODE");
+            // A plain read: the group commit holds these rooms' rows `FOR UPDATE` already, every
+            // membership change holds its room's row too, and under READ COMMITTED the read sees
+            // every change that committed before the lock was granted.
+            let sql = access_rows_sql(room_ids.len(), some.len().max(1), "");
             let mut values: Vec<Value> = some.iter().map(|v| Value::from(*v)).collect();
             if some.is_empty() {
                 values.push(Value::from(""));
@@ -117,6 +120,21 @@ impl<Q: Runner> RoomStatements for MysqlRooms<'_, Q> {
         );
         let row: Option<RoomRow> = first_row(self.0, &sql, params(vec![room_id.into()]))?;
         Ok(row.map(room))
+    }
+
+    fn lock_row(&mut self, room_id: &str) -> Result<Option<RowState>, StoreError> {
+        let row: Option<(bool, i64)> = first_row(
+            self.0,
+            "SELECT created_at IS NOT NULL, last_message_id FROM rooms WHERE room_id = ? FOR UPDATE",
+            params(vec![room_id.into()]),
+        )?;
+        Ok(row.map(|(created, last_message_id)| {
+            if created {
+                RowState::Created
+            } else {
+                RowState::Open { last_message_id }
+            }
+        }))
     }
 
     fn insert_room(&mut self, new: &NewRoom) -> Result<(), StoreError> {

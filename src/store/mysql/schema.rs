@@ -8,6 +8,7 @@ use super::errors::map_err;
 use super::rows::{first_row, params};
 use crate::store::backend::StoreError;
 use crate::store::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
+use crate::store::model::Migrated;
 
 /// How long `migrate` waits for another process that is migrating the same database.
 const MIGRATE_LOCK_TIMEOUT_S: i64 = 30;
@@ -58,9 +59,8 @@ const SCHEMA: Schema = Schema {
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
         ],
         &[
-            // Shared with the scale-out work, which owns `last_message_id`: whichever step runs
-            // second finds the table there. `created_at` NULL is an open room (a row the chat path
-            // made), set for a room created through the API.
+            // One row per room: the lock a group commit takes, and the room's last message id. The
+            // other columns are the rooms API's (created_at NULL: an open room, never created).
             "CREATE TABLE IF NOT EXISTS rooms (
             room_id VARCHAR(64) NOT NULL PRIMARY KEY,
             last_message_id BIGINT NOT NULL DEFAULT 0,
@@ -69,6 +69,14 @@ const SCHEMA: Schema = Schema {
             owner VARCHAR(64) NULL,
             created_at BIGINT NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
+            // Back-fill from the messages stored before the table existed; re-running it is harmless.
+            "INSERT INTO rooms (room_id, last_message_id)
+            SELECT * FROM (SELECT room_id, MAX(id) AS last_id FROM chat_messages GROUP BY room_id) AS found
+            ON DUPLICATE KEY UPDATE last_message_id = GREATEST(rooms.last_message_id, found.last_id)",
+        ],
+        &[
+            // Rooms with members (SPEC §8): who is in a created room, and each reader's mark. The
+            // `rooms` row itself is step 2's (`created_at` set: created through the API).
             "CREATE TABLE IF NOT EXISTS room_members (
             room_id VARCHAR(64) NOT NULL,
             username VARCHAR(64) NOT NULL,
@@ -89,7 +97,7 @@ const SCHEMA: Schema = Schema {
 /// Brings the schema up to date. DDL cannot sit in a transaction, so a named lock keeps two
 /// starting processes from interleaving steps. Lock names are server-wide, hence the database
 /// name in it.
-pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
+pub(super) fn migrate(conn: &mut Conn) -> Result<Migrated, StoreError> {
     let got: Option<Option<i64>> = first_row(
         conn,
         "SELECT GET_LOCK(LEFT(CONCAT('herald.migrate.', COALESCE(DATABASE(), '')), 64), ?)",
@@ -102,8 +110,9 @@ pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
     }
     let result = apply_missing(&mut Migration { conn, collation: None }, &SCHEMA);
     let released = conn.query_drop("DO RELEASE_LOCK(LEFT(CONCAT('herald.migrate.', COALESCE(DATABASE(), '')), 64))");
-    result?;
-    released.map_err(map_err)
+    let migrated = result?;
+    released.map_err(map_err)?;
+    Ok(migrated)
 }
 
 /// The migration driver's view of a connection that holds the migration lock.

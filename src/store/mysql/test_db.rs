@@ -53,6 +53,11 @@ impl TestDb {
         Some(TestDb { admin, name, opts })
     }
 
+    /// The database's name.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A connection to the test database, with `ids` forced when given.
     pub(super) fn open(&self, ids: Option<IdAllocation>) -> MysqlBackend {
         let mut backend =

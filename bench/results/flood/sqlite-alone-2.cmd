@@ -1,0 +1,1 @@
+/work/wt-stomp-semantics/target/release/herald-bench flood --url ws://127.0.0.1:60037/ws/chat --connections 1 --flooders 0 --interval-ms 50 --duration 10 --settle 1 --drain 60 --server-pid 29155  # config herald-bench.toml, sqlite

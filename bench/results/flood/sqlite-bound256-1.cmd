@@ -1,0 +1,1 @@
+/work/wt-stomp-semantics/target/release/herald-bench flood --url ws://127.0.0.1:48151/ws/chat --connections 1 --flooders 1 --interval-ms 50 --duration 10 --settle 1 --drain 60 --server-pid 26757  # config herald-bench.toml, sqlite

@@ -1,0 +1,386 @@
+//! The sync thread: the store side of the node's delivery order. It follows the node's interest
+//! (a topic gained is watched, and its baseline read; a topic lost is dropped), runs the
+//! sequencers' clocks, and answers their reads: baselines, gap fills, and — while Redis is
+//! unreachable, or every `cluster.audit_interval_ms` while it is up — a poll of every watched
+//! topic's head, so that what was committed elsewhere is read from the store.
+//!
+//! It owns one store connection (a pool thread) and never touches a socket; reactors never wait
+//! on it.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use super::cluster::{LinkState, Notice};
+use super::sequencer::Request;
+use super::{Bus, ChatEvent, InterestChange, Topic};
+use crate::clock::now_ms;
+use crate::config::ClusterConfig;
+use crate::notify::linked_events;
+use crate::store::model::HistoryQuery;
+use crate::store::pool::{StorePool, Worker};
+
+/// Rows read per fill: a full page asks for the next one.
+pub const FILL_PAGE: u32 = 500;
+
+/// How far before a topic was watched its delivery starts (see `Sync::baseline`).
+pub const BASELINE_MARGIN: Duration = Duration::from_secs(1);
+
+/// The longest the thread sleeps with nothing due, so that it notices shutdown.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// What the sync thread shares with the Redis link, when there is one.
+pub struct ClusterSide {
+    /// Whether the link can receive (else: poll).
+    pub state: Arc<LinkState>,
+    /// What the subscriber thread tells (connected, subscribed).
+    pub notices: Receiver<Notice>,
+    /// Where the node's interest changes go on to (the subscriber thread).
+    pub interest: Sender<InterestChange>,
+}
+
+/// Starts the sync thread on the store pool.
+pub fn start(bus: &Arc<Bus>, pool: &StorePool, config: &ClusterConfig, cluster: Option<ClusterSide>) {
+    let Some(changes) = bus.interest().watch() else {
+        log::error!("the interest registry already has a watcher: the sync thread is not started");
+        return;
+    };
+    let bus = Arc::clone(bus);
+    let config = config.clone();
+    pool.spawn("herald-bus-sync".into(), move |worker| {
+        Sync {
+            bus,
+            worker,
+            config,
+            cluster,
+            changes,
+        }
+        .run()
+    });
+}
+
+struct Sync {
+    bus: Arc<Bus>,
+    worker: Worker,
+    config: ClusterConfig,
+    cluster: Option<ClusterSide>,
+    changes: Receiver<InterestChange>,
+}
+
+impl Sync {
+    fn run(mut self) {
+        let wakes = self.bus.sync_wakes();
+        let never = crossbeam_channel::never();
+        let mut next_poll = Instant::now() + self.config.poll_interval();
+        let mut was_up = false;
+        loop {
+            if self.worker.stopping() {
+                return;
+            }
+            let now = Instant::now();
+            let mut until = now + IDLE;
+            if let Some(due) = self.bus.next_due() {
+                until = until.min(due);
+            }
+            if self.cluster.is_some() {
+                until = until.min(next_poll);
+            }
+            let notices = self.cluster.as_ref().map_or(&never, |c| &c.notices);
+            let timeout = until.saturating_duration_since(now);
+            let mut recheck: Vec<Topic> = Vec::new();
+            let mut check_all = false;
+            select! {
+                recv(self.changes) -> change => {
+                    if let Ok(change) = change {
+                        self.on_change(change);
+                    }
+                }
+                recv(notices) -> notice => match notice {
+                    Ok(Notice::Up) => check_all = true,
+                    Ok(Notice::Subscribed(topics)) => recheck.extend(topics),
+                    Err(_) => {}
+                },
+                recv(wakes) -> _ => {}
+                default(timeout) => {}
+            }
+            while let Ok(change) = self.changes.try_recv() {
+                self.on_change(change);
+            }
+            if let Some(c) = &self.cluster {
+                while let Ok(notice) = c.notices.try_recv() {
+                    match notice {
+                        Notice::Up => check_all = true,
+                        Notice::Subscribed(topics) => recheck.extend(topics),
+                    }
+                }
+            }
+            self.bus.tick();
+            self.serve_requests();
+            if let Some(c) = &self.cluster {
+                let up = c.state.receiving();
+                let now = Instant::now();
+                if up != was_up {
+                    was_up = up;
+                    next_poll = now;
+                }
+                if now >= next_poll {
+                    check_all = true;
+                    next_poll = now
+                        + if up {
+                            self.config.audit_interval().unwrap_or(Duration::from_secs(3600))
+                        } else {
+                            self.config.poll_interval()
+                        };
+                    if up && self.config.audit_interval().is_none() {
+                        check_all = false;
+                    }
+                }
+            }
+            if check_all {
+                self.poll_all();
+            } else if !recheck.is_empty() {
+                self.poll_topics(&recheck);
+            }
+            self.serve_requests();
+        }
+    }
+
+    fn on_change(&mut self, change: InterestChange) {
+        match &change {
+            InterestChange::Gained(topic) => self.bus.watch(topic),
+            InterestChange::Lost(topic) => self.bus.unwatch(topic),
+        }
+        if let Some(c) = &self.cluster {
+            let _ = c.interest.send(change);
+        }
+    }
+
+    /// Answers every read the sequencers asked for, until they ask for no more.
+    fn serve_requests(&mut self) {
+        for _ in 0..64 {
+            let requests = self.bus.take_requests();
+            if requests.is_empty() {
+                return;
+            }
+            for request in requests.rooms {
+                match request {
+                    Request::Baseline { topic, watched } => self.baseline(Topic::Room(topic), watched),
+                    Request::Fill { topic, after } => self.fill_room(&topic, after),
+                }
+            }
+            for request in requests.users {
+                match request {
+                    Request::Baseline { topic, watched } => self.baseline(Topic::User(topic), watched),
+                    Request::Fill { topic, after } => self.fill_user(&topic, after),
+                }
+            }
+        }
+    }
+
+    /// Where a topic watched at `watched` starts: its last row from before then. A single node
+    /// sees every commit as an event after the watch (held until this answer), so that is exact.
+    /// In a cluster, what another node published before Redis confirmed this node's subscription
+    /// never arrives: the start moves [`BASELINE_MARGIN`] earlier, and the check that follows the
+    /// subscription reads what lies beyond it — at worst a message from just before the watch is
+    /// delivered too, never one after it missed.
+    fn baseline(&mut self, topic: Topic, watched: Instant) {
+        let since_watched = i64::try_from(watched.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let margin = if self.cluster.is_some() {
+            i64::try_from(BASELINE_MARGIN.as_millis()).unwrap_or(0)
+        } else {
+            0
+        };
+        let before_ms = now_ms().saturating_sub(since_watched).saturating_sub(margin);
+        let start = self.worker.with(|db| match &topic {
+            Topic::Room(room) => db.room_start(room, before_ms),
+            Topic::User(user) => db.notification_start(user, before_ms),
+        });
+        self.bus.baseline(&topic, start.ok());
+    }
+
+    fn fill_room(&mut self, room: &str, after: i64) {
+        let asked_at = Instant::now();
+        let query = HistoryQuery {
+            limit: FILL_PAGE,
+            before: None,
+            after: Some(after),
+        };
+        let read = self.worker.with(|db| db.chat_history(room, query));
+        self.bus.metrics().cluster_gap_fills.fetch_add(1, Relaxed);
+        let rows = read.ok().map(|page| {
+            let complete = page.len() < FILL_PAGE as usize;
+            let mut prev = after;
+            let events: Vec<ChatEvent> = page
+                .iter()
+                .map(|m| ChatEvent::of(m, std::mem::replace(&mut prev, m.id)))
+                .collect();
+            (events, complete)
+        });
+        if let Some((events, _)) = &rows {
+            if !events.is_empty() {
+                log::debug!(
+                    "room {room}: {} message(s) after {after} read from the store",
+                    events.len()
+                );
+            }
+        }
+        self.bus.filled_room(room, rows, asked_at);
+    }
+
+    fn fill_user(&mut self, user: &str, after: i64) {
+        let asked_at = Instant::now();
+        let read = self.worker.with(|db| db.notifications_after(user, after, FILL_PAGE));
+        self.bus.metrics().cluster_gap_fills.fetch_add(1, Relaxed);
+        let rows = read.ok().map(|page| {
+            let complete = page.len() < FILL_PAGE as usize;
+            (linked_events(after, &page), complete)
+        });
+        self.bus.filled_user(user, rows, asked_at);
+    }
+
+    /// Compares every watched topic with the store's heads.
+    fn poll_all(&mut self) {
+        let positions = self.bus.positions();
+        self.bus.metrics().cluster_polls.fetch_add(1, Relaxed);
+        let rooms: Vec<&str> = positions.rooms.iter().map(|(r, _)| &**r).collect();
+        let users: Vec<&str> = positions.users.iter().map(|(u, _)| &**u).collect();
+        self.poll(&rooms, &users);
+    }
+
+    /// Compares some topics (just subscribed on Redis) with the store's heads.
+    fn poll_topics(&mut self, topics: &[Topic]) {
+        let rooms: Vec<&str> = topics
+            .iter()
+            .filter_map(|t| match t {
+                Topic::Room(r) => Some(&**r),
+                Topic::User(_) => None,
+            })
+            .collect();
+        let users: Vec<&str> = topics
+            .iter()
+            .filter_map(|t| match t {
+                Topic::User(u) => Some(&**u),
+                Topic::Room(_) => None,
+            })
+            .collect();
+        self.poll(&rooms, &users);
+    }
+
+    fn poll(&mut self, rooms: &[&str], users: &[&str]) {
+        if rooms.is_empty() && users.is_empty() {
+            return;
+        }
+        let heads = self.worker.with(|db| {
+            let rooms = if rooms.is_empty() {
+                Vec::new()
+            } else {
+                db.room_heads(rooms)?
+            };
+            let users = if users.is_empty() {
+                Vec::new()
+            } else {
+                db.notification_heads(users)?
+            };
+            Ok((rooms, users))
+        });
+        match heads {
+            Ok((rooms, users)) => self.bus.check(&rooms, &users),
+            Err(e) => log::debug!("poll of the store failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{inboxes, Bus, Committed, Outlet, ReactorMsg};
+    use crate::config::DatabaseConfig;
+    use crate::metrics::Metrics;
+    use crate::store::model::NewChatMessage;
+    use crate::store::StoreUrl;
+
+    fn message(room: &str, i: usize) -> NewChatMessage {
+        NewChatMessage {
+            room_id: room.into(),
+            sender: "s".into(),
+            message: format!("m{i}"),
+            sent_at_ms: 1,
+            mentions: vec![],
+        }
+    }
+
+    /// What another node committed reaches this node only through the store: an event that
+    /// reveals the gap makes the sync thread read it, page after page, and the room is delivered
+    /// whole and in order.
+    #[test]
+    fn a_gap_of_several_pages_is_read_from_the_store_in_order() {
+        let path = std::env::temp_dir().join(format!("herald-sync-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let url = StoreUrl::parse(&format!("sqlite://{}", path.display())).expect("url");
+        let db_config = DatabaseConfig {
+            url: url.redacted(),
+            workers: 1,
+            ..DatabaseConfig::default()
+        };
+        let pool = StorePool::start(url.clone(), &db_config, None, Arc::new(Metrics::default()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !pool.is_up() {
+            assert!(Instant::now() < deadline, "the store never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let poll = mio::Poll::new().expect("poll");
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
+        let (handles, receivers) = inboxes(vec![waker]);
+        let bus = Arc::new(Bus::new(handles, Outlet::Local));
+        start(&bus, &pool, &ClusterConfig::default(), None);
+        bus.interest().join(0, Topic::Room("r".into()));
+        // Wait for the baseline (the room is empty: 0) before the other node commits.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !bus
+            .positions()
+            .rooms
+            .iter()
+            .any(|(room, at)| &**room == "r" && *at == 0)
+        {
+            assert!(Instant::now() < deadline, "no baseline");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        // Another node commits more than two fill pages; this node hears of none of them.
+        let mut other = url.open().expect("open");
+        let batch: Vec<NewChatMessage> = (0..FILL_PAGE as usize * 2 + 3).map(|i| message("r", i)).collect();
+        let mut stored: Vec<i64> = other
+            .commit_chat(&batch)
+            .expect("commit")
+            .messages
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        // Then one message it does hear of, whose prev reveals the gap.
+        let last = other.commit_chat(&[message("r", 9999)]).expect("commit");
+        stored.push(last.messages[0].id);
+        bus.publish(Committed::of(&last));
+
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < stored.len() && Instant::now() < deadline {
+            for msg in receivers[0].try_iter() {
+                if let ReactorMsg::Chat(events) = msg {
+                    got.extend(events.iter().map(|e| e.id));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(got, stored, "every message once, in order, over several pages");
+        assert!(
+            bus.metrics().cluster_gap_fills.load(Relaxed) >= 3,
+            "three pages at least"
+        );
+        pool.shutdown(Instant::now() + Duration::from_secs(5));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
