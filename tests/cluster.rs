@@ -486,3 +486,175 @@ fn sqlite_with_redis_is_refused_at_start() {
     assert!(stderr.contains("SQLite is single-node"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The next MESSAGE on `/user/queue/errors` within [`SETTLE`] (other frames are skipped).
+#[track_caller]
+fn next_app_error(c: &mut StompClient, what: &str) -> Value {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(f) = c.next_frame_or_close(left) else {
+            panic!("{what}: no error within {SETTLE:?}");
+        };
+        if f.command == StompCommand::Message && f.header("destination") == Some("/user/queue/errors") {
+            return serde_json::from_slice(&f.body).unwrap_or_else(|e| panic!("{what}: error body not JSON ({e})"));
+        }
+    }
+}
+
+/// How many Redis connections subscribe to `channel`.
+fn subscribers_of(cluster: &Cluster, channel: &str) -> i64 {
+    let Ok(mut con) = redis::Client::open(cluster.redis.url()).and_then(|c| c.get_connection()) else {
+        return 0;
+    };
+    redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query::<(String, i64)>(&mut con)
+        .map(|(_, count)| count)
+        .unwrap_or(0)
+}
+
+/// The room MESSAGEs `c` receives within `period`, as their texts.
+fn room_messages_for(c: &mut StompClient, period: Duration) -> Vec<String> {
+    let deadline = Instant::now() + period;
+    let mut texts = Vec::new();
+    loop {
+        match c.next_event(deadline.saturating_duration_since(Instant::now())) {
+            Some(StompEvent::Frame(f))
+                if f.command == StompCommand::Message
+                    && f.header("destination").is_some_and(|d| d.starts_with("/topic/")) =>
+            {
+                let body: Value = serde_json::from_slice(&f.body).unwrap_or(Value::Null);
+                texts.push(body["message"].as_str().unwrap_or_default().to_owned());
+            }
+            Some(StompEvent::Closed) | None => return texts,
+            Some(_) => {}
+        }
+    }
+}
+
+/// SPEC §8 across nodes: a member removed through node A loses its live subscription on node B at
+/// once (FORBIDDEN on its `/user/queue/errors`, nothing of the room after it, whichever node the
+/// later messages are sent through); an outsider on node B is refused the private room and never
+/// gets its messages; and listeners of an open room on node B are stopped when it is created
+/// private through node A.
+#[test]
+fn membership_changes_reach_every_node() {
+    let Some(cluster) = Cluster::start(2, &config()) else {
+        return;
+    };
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let alice = login(a, "alice", "alicepass").access;
+    let bob = login(b, "bob", "bobpass").access;
+    let outsider = login(b, "testuser", "testpass").access;
+    let room = unique_room("members");
+    let r = a.post_json(
+        "/rooms",
+        Some(&alice),
+        &json!({"roomId": room, "name": "across nodes", "private": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = a.post_json(
+        &format!("/rooms/{room}/members"),
+        Some(&alice),
+        &json!({"username": "bob"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let topic = format!("/topic/chat.{room}");
+
+    // On node B: bob (a member), alice (the owner, to see that delivery goes on), the outsider.
+    let mut bob_b = StompClient::connect(b, &bob);
+    bob_b.subscribe("e", "/user/queue/errors");
+    bob_b.subscribe("r", &topic);
+    let mut alice_b = StompClient::connect(b, &alice);
+    alice_b.subscribe("r", &topic);
+    let mut outsider_b = StompClient::connect(b, &outsider);
+    outsider_b.send(
+        &herald::stomp::frame::Frame::new(StompCommand::Subscribe)
+            .with_header("id", "peek")
+            .with_header("destination", topic.as_str()),
+    );
+    assert_eq!(
+        outsider_b
+            .expect_error_then_close("outsider SUBSCRIBE")
+            .header("message"),
+        Some("forbidden")
+    );
+    let mut outsider_send = StompClient::connect(b, &outsider);
+    outsider_send.subscribe("e", "/user/queue/errors");
+    outsider_send.send_chat(&room, "let me in", Some("o-1"));
+    assert_eq!(next_app_error(&mut outsider_send, "outsider SEND")["code"], "FORBIDDEN");
+
+    // A member's message through A reaches both members on B.
+    let mut alice_a = StompClient::connect(a, &alice);
+    alice_a.send_chat(&room, "before", Some("a-1"));
+    alice_a.expect_receipt("a-1");
+    let deadline = Instant::now() + SETTLE;
+    for c in [&mut bob_b, &mut alice_b] {
+        let mut got = Vec::new();
+        while !got.contains(&"before".to_owned()) && Instant::now() < deadline {
+            got.extend(room_messages_for(c, Duration::from_millis(200)));
+        }
+        assert_eq!(got, ["before"], "through node A, received on node B");
+    }
+
+    // Removed through A: bob's subscription on B ends at once, with FORBIDDEN and no ERROR.
+    let r = a.request(&Request::new("DELETE", &format!("/rooms/{room}/members/bob")).bearer(&alice));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let notice = next_app_error(&mut bob_b, "removal notice on node B");
+    assert_eq!(
+        (notice["code"].as_str(), notice["roomId"].as_str()),
+        (Some("FORBIDDEN"), Some(room.as_str())),
+        "{notice}"
+    );
+    // Later messages, sent through either node, reach alice on B but never bob.
+    alice_a.send_chat(&room, "after, via A", Some("a-2"));
+    alice_a.expect_receipt("a-2");
+    let mut alice_via_b = StompClient::connect(b, &alice);
+    alice_via_b.send_chat(&room, "after, via B", Some("b-1"));
+    alice_via_b.expect_receipt("b-1");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + SETTLE;
+    while got.len() < 2 && Instant::now() < deadline {
+        got.extend(room_messages_for(&mut alice_b, Duration::from_millis(200)));
+    }
+    got.sort();
+    assert_eq!(got, ["after, via A", "after, via B"], "delivery goes on for members");
+    assert!(
+        room_messages_for(&mut bob_b, Duration::from_millis(1500)).is_empty(),
+        "nothing of the room reaches bob after his removal"
+    );
+    assert!(
+        !bob_b.closed_within(Duration::from_millis(100)),
+        "no ERROR: the session goes on"
+    );
+
+    // An open room listened to on B becomes private through A: the outsider's subscription ends.
+    let open = unique_room("soon-private");
+    let mut listener = StompClient::connect(b, &outsider);
+    listener.subscribe("e", "/user/queue/errors");
+    listener.subscribe("r", &format!("/topic/chat.{open}"));
+    // Node B's Redis subscription to the room follows its first local subscriber; a withdrawal
+    // published before it took effect would not reach B (see docs/ARCHITECTURE.md, Rooms).
+    let channel = format!("herald:room:{open}");
+    assert!(
+        eventually(SETTLE, || subscribers_of(&cluster, &channel) >= 1),
+        "node B subscribes to {channel}"
+    );
+    let r = a.post_json(
+        "/rooms",
+        Some(&alice),
+        &json!({"roomId": open, "name": "now private", "private": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let notice = next_app_error(&mut listener, "restriction notice on node B");
+    assert_eq!(notice["roomId"], open.as_str(), "{notice}");
+    alice_a.send_chat(&open, "members only", Some("a-3"));
+    alice_a.expect_receipt("a-3");
+    assert!(
+        room_messages_for(&mut listener, Duration::from_millis(1500)).is_empty(),
+        "a private room's messages never reach a non-member on another node"
+    );
+    assert!(metric(b, "herald_cluster_events_received_total") >= 4.0, "over Redis");
+}

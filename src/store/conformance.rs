@@ -879,6 +879,34 @@ fn chat_in_private_rooms(db: &mut dyn Backend) {
     assert!(db.notifications_after("cp_outsider", 0, 10).expect("after").is_empty());
     assert_eq!(history(db, "cp-room", 10, None, None), [committed.messages[0].id]);
 
+    // A unit (a STOMP transaction's group) with one refused SEND is refused whole, whatever its
+    // other SENDs; the unit after it commits.
+    let grouped = db
+        .commit_chat_units(
+            &[
+                msg("cp-room", "cp_member", "group 1", NOW, &[]),
+                msg("cp-room", "cp_outsider", "group 2", NOW, &[]),
+                msg("cp-open", "cp_member", "alone", NOW, &[]),
+            ],
+            &[2, 1],
+        )
+        .expect("commit");
+    assert_eq!(grouped.refused, [0, 1]);
+    let stored: Vec<&str> = grouped.messages.iter().map(|m| m.message.as_str()).collect();
+    assert_eq!(stored, ["alone"]);
+    assert_eq!(history(db, "cp-room", 10, None, None), [committed.messages[0].id]);
+
+    // The refused SEND to a DM id left that id an open room's row without messages (the batch
+    // locked it); opening the DM claims it.
+    let dm = "dm-111111111111111111111111";
+    assert_eq!(db.room_heads(&[dm]).expect("heads"), vec![(dm.to_owned(), 0)]);
+    let mut announced = 0;
+    assert!(matches!(
+        open_direct(db, dm, "cp_outsider", "cp_member", &mut announced),
+        DirectOutcome::Created(_)
+    ));
+    assert_eq!(access(db, dm, "cp_outsider"), RoomAccess::Member);
+
     // A batch of outsiders only stores nothing.
     let refused = db
         .commit_chat(&[msg("cp-room", "cp_outsider", "again", NOW, &[])])
