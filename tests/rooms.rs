@@ -709,6 +709,10 @@ fn rooms_over_stomp() {
             ),
             ("mentions in a private room notify members only", private_mentions),
             ("direct messages: only the two of them", direct_over_stomp),
+            (
+                "a transaction with a SEND to a private room it may not enter fails whole",
+                group_with_a_forbidden_send,
+            ),
         ],
     );
 }
@@ -755,6 +759,67 @@ fn send_forbidden(s: &Server) {
     let open = unique_room("still-open");
     bob.send_chat(&open, "fine", Some("b-2"));
     bob.expect_receipt("b-2");
+}
+
+/// SPEC §4 and §8 together: a committed STOMP transaction is authorized like single SENDs, and
+/// atomically: one SEND to a private room its sender is not in makes the whole group fail — one
+/// FORBIDDEN per SEND, no RECEIPT (neither the SENDs' nor the COMMIT's), nothing stored or
+/// broadcast, not even its SENDs to open rooms. The session goes on; a clean group commits.
+fn group_with_a_forbidden_send(s: &Server) {
+    let alice = access(s, "alice");
+    let room = private_room(s, &alice, "nogroup");
+    let open = unique_room("group-open");
+    let mut watcher = StompClient::connect(s, &alice);
+    watcher.subscribe("w", &topic(&open));
+    let mut bob = StompClient::connect(s, &access(s, "bob"));
+    bob.subscribe("e", "/user/queue/errors");
+    let in_tx = |room: &str, text: &str, receipt: &str| {
+        Frame::new(Command::Send)
+            .with_header("destination", "/app/chat.send")
+            .with_header("transaction", "t1")
+            .with_header("receipt", receipt)
+            .with_body(json!({"roomId": room, "message": text}).to_string().into_bytes())
+    };
+    bob.send(&Frame::new(Command::Begin).with_header("transaction", "t1"));
+    bob.send(&in_tx(&open, "one", "g-1"));
+    bob.send(&in_tx(&room, "two", "g-2"));
+    bob.send(&in_tx(&open, "three", "g-3"));
+    bob.send(
+        &Frame::new(Command::Commit)
+            .with_header("transaction", "t1")
+            .with_header("receipt", "c-1"),
+    );
+    let mut refused = Vec::new();
+    for _ in 0..3 {
+        let v = next_error(&mut bob, "a SEND of the refused group");
+        assert_eq!(v["code"], "FORBIDDEN", "{v}");
+        refused.push(v["receipt-id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(refused, ["g-1", "g-2", "g-3"], "one error per SEND, in order");
+    bob.expect_no_frame(Duration::from_millis(300), "no RECEIPT for the group or its COMMIT");
+    watcher.expect_no_frame(Duration::from_millis(300), "nothing of the group broadcast");
+    assert!(history(s, &alice, &open).is_empty(), "nothing of the group stored");
+    assert!(history(s, &alice, &room).is_empty());
+
+    bob.send(&Frame::new(Command::Begin).with_header("transaction", "t2"));
+    let clean = |text: &str, receipt: &str| {
+        Frame::new(Command::Send)
+            .with_header("destination", "/app/chat.send")
+            .with_header("transaction", "t2")
+            .with_header("receipt", receipt)
+            .with_body(json!({"roomId": open, "message": text}).to_string().into_bytes())
+    };
+    bob.send(&clean("four", "g-4"));
+    bob.send(&clean("five", "g-5"));
+    bob.send(
+        &Frame::new(Command::Commit)
+            .with_header("transaction", "t2")
+            .with_header("receipt", "c-2"),
+    );
+    for r in ["g-4", "g-5", "c-2"] {
+        bob.expect_receipt(r);
+    }
+    assert_eq!(texts(&history(s, &alice, &open)), ["four", "five"]);
 }
 
 fn members_talk(s: &Server) {
