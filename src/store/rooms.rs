@@ -363,8 +363,8 @@ pub(crate) struct BatchAccess {
 
 impl BatchAccess {
     /// Reads what the batch needs: which of its rooms were created (and whether private), and
-    /// for the private ones, which of the senders and mentioned users are members. Rooms are
-    /// asked for in sorted order, so concurrent batches lock them in one order.
+    /// for the private ones, which of the senders and mentioned users are members. The caller
+    /// holds the rooms' rows already (`store::chat::group_commit`), so the read takes no lock.
     pub(crate) fn read(
         batch: &[NewChatMessage],
         db: &mut impl AccessReads,
