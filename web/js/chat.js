@@ -4,7 +4,17 @@
 // - The access token goes in CONNECT's `Authorization: Bearer` header; it is fetched (and reissued
 //   when expired) before every connect attempt, so a session ended by token expiry reconnects.
 // - stompjs reconnects by itself but forgets subscriptions: every joined room is subscribed again
-//   on each CONNECTED, and its `onResync` runs so the caller can fetch the gap (`after=`).
+//   on each CONNECTED. A room SUBSCRIBE carries a `receipt`: the server answers it once the room's
+//   access check has passed and the subscription is live, and only then do its listeners'
+//   `onResync` run, so a caller fetching the gap (`after=`) cannot miss a message committed
+//   between its history read and the subscription.
+// - Several listeners may follow one room (the open room and the room list's counters): one
+//   SUBSCRIBE per room, whatever the number of listeners.
+// - Private rooms (SPEC §8): the server ends a subscription by itself when the user loses access
+//   (`{"code":"FORBIDDEN","roomId"}` on /user/queue/errors); a SUBSCRIBE it refuses is an `ERROR
+//   message:forbidden` carrying the SUBSCRIBE's receipt, and the connection closes. Either way the
+//   room is dropped here (never subscribed again by itself, which would only close the next
+//   connection too) and its listeners' `onForbidden` runs.
 // - A SEND carries a `receipt`; the server sends RECEIPT only after the message is committed. Until
 //   then the send is pending. A send made while disconnected waits in an outbox (it was never sent,
 //   so sending it later cannot duplicate it); one in flight when the connection drops is reported
@@ -18,6 +28,7 @@ export const RECONNECTING = 'reconnecting';
 export const CONNECTION_LOST = 'CONNECTION_LOST';
 
 let receiptCounter = 0;
+let subscribeCounter = 0;
 
 export class ChatClient {
   /**
@@ -31,8 +42,10 @@ export class ChatClient {
     this.onStateChange = onStateChange;
     this.state = RECONNECTING;
     this.everConnected = false;
-    /** roomId -> { onMessage, onResync, subscription } */
+    /** roomId -> { listeners: Set<{ onMessage, onResync, onForbidden }>, subscription, live } */
     this.rooms = new Map();
+    /** A room SUBSCRIBE's receipt id -> roomId, until its RECEIPT or ERROR. */
+    this.subscribing = new Map();
     /** receiptId -> { resolve, reject } for SENDs on the wire */
     this.inflight = new Map();
     /** sends waiting for a connection: { roomId, text, receiptId, resolve, reject } */
@@ -57,6 +70,7 @@ export class ChatClient {
         }
       },
       onConnect: () => this.connected(),
+      onStompError: (frame) => this.stompError(frame),
       onWebSocketClose: () => this.lost(),
     });
   }
@@ -84,17 +98,18 @@ export class ChatClient {
   connected() {
     this.everConnected = true;
     this.client.subscribe('/user/queue/errors', (frame) => this.applicationError(frame));
-    for (const [roomId, room] of this.rooms) {
-      this.subscribe(roomId, room);
-      room.onResync();
-    }
+    for (const [roomId, room] of this.rooms) this.subscribe(roomId, room);
     this.setState(CONNECTED);
     const waiting = this.outbox.splice(0);
     for (const send of waiting) this.transmit(send);
   }
 
   lost() {
-    for (const room of this.rooms.values()) room.subscription = null;
+    for (const room of this.rooms.values()) {
+      room.subscription = null;
+      room.live = false;
+    }
+    this.subscribing.clear();
     for (const [receiptId, pending] of this.inflight) {
       this.inflight.delete(receiptId);
       pending.reject({ code: CONNECTION_LOST });
@@ -103,34 +118,85 @@ export class ChatClient {
   }
 
   subscribe(roomId, room) {
-    room.subscription = this.client.subscribe(`/topic/chat.${roomId}`, (frame) => {
-      let message;
-      try {
-        message = JSON.parse(frame.body);
-      } catch {
-        return;
-      }
-      room.onMessage(message);
+    subscribeCounter += 1;
+    const receipt = `sub-${subscribeCounter}`;
+    room.live = false;
+    this.subscribing.set(receipt, roomId);
+    const subscription = this.client.subscribe(
+      `/topic/chat.${roomId}`,
+      (frame) => {
+        let message;
+        try {
+          message = JSON.parse(frame.body);
+        } catch {
+          return;
+        }
+        for (const listener of [...room.listeners]) listener.onMessage?.(message);
+      },
+      { receipt },
+    );
+    room.subscription = subscription;
+    this.client.watchForReceipt(receipt, () => {
+      this.subscribing.delete(receipt);
+      if (this.rooms.get(roomId) !== room || room.subscription !== subscription) return;
+      room.live = true;
+      for (const listener of [...room.listeners]) listener.onResync?.();
     });
   }
 
   /**
-   * Follows a room: `onMessage(message)` for each live message, `onResync()` after every reconnect.
+   * Follows a room: `onMessage(message)` for each live message; `onResync()` each time the
+   * subscription is live (the first time, and after every reconnect: fetch the gap then);
+   * `onForbidden()` when the server refused or ended it (the user may not enter the room).
    * Returns a function that stops following it.
    */
-  join(roomId, { onMessage, onResync }) {
-    this.leave(roomId);
-    const room = { onMessage, onResync, subscription: null };
-    this.rooms.set(roomId, room);
-    if (this.isConnected) this.subscribe(roomId, room);
-    return () => this.leave(roomId);
+  join(roomId, listener) {
+    let room = this.rooms.get(roomId);
+    if (!room) {
+      room = { listeners: new Set(), subscription: null, live: false };
+      this.rooms.set(roomId, room);
+      room.listeners.add(listener);
+      if (this.isConnected) this.subscribe(roomId, room);
+    } else {
+      room.listeners.add(listener);
+      // Already live: this listener's gap starts now.
+      if (room.live) queueMicrotask(() => room.listeners.has(listener) && listener.onResync?.());
+    }
+    return () => this.leave(roomId, listener);
   }
 
-  leave(roomId) {
+  leave(roomId, listener) {
+    const room = this.rooms.get(roomId);
+    if (!room) return;
+    room.listeners.delete(listener);
+    if (room.listeners.size) return;
+    this.rooms.delete(roomId);
+    if (room.subscription && this.isConnected) room.subscription.unsubscribe();
+  }
+
+  /** Whether `roomId` has a subscription the server has confirmed. */
+  isLive(roomId) {
+    return Boolean(this.rooms.get(roomId)?.live);
+  }
+
+  /** The user may not enter `roomId`: forget it (no UNSUBSCRIBE: the server ended it) and tell its listeners. */
+  forbidden(roomId) {
     const room = this.rooms.get(roomId);
     if (!room) return;
     this.rooms.delete(roomId);
-    if (room.subscription && this.isConnected) room.subscription.unsubscribe();
+    for (const [receipt, id] of this.subscribing) if (id === roomId) this.subscribing.delete(receipt);
+    for (const listener of [...room.listeners]) listener.onForbidden?.(roomId);
+  }
+
+  /** An ERROR frame (the connection closes after it): a refused room SUBSCRIBE names its room by receipt. */
+  stompError(frame) {
+    const receipt = frame.headers['receipt-id'];
+    const roomId = receipt ? this.subscribing.get(receipt) : undefined;
+    if (roomId !== undefined && frame.headers.message === 'forbidden') {
+      this.forbidden(roomId);
+    } else {
+      console.warn('herald: STOMP error', frame.headers.message);
+    }
   }
 
   /**
@@ -182,6 +248,9 @@ export class ChatClient {
     if (pending) {
       this.inflight.delete(receiptId);
       pending.reject({ code: error.code, message: error.message });
+    } else if (error.code === 'FORBIDDEN' && typeof error.roomId === 'string') {
+      // Removed from the room (or it became private): the server ended the subscription.
+      this.forbidden(error.roomId);
     } else {
       console.warn('herald: chat error', error);
     }

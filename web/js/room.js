@@ -1,6 +1,11 @@
 // One open room: its history (latest page first, older pages on scroll with `before=`), its live
 // messages, the gap after a reconnect (`after=`), and the user's pending sends.
 //
+// The history is read *before* the room is subscribed to: for a private room the user is not in,
+// the history answers 404 and nothing is subscribed (a SUBSCRIBE to it would end the whole STOMP
+// connection). The gap between that read and the subscription is closed when the subscription is
+// confirmed (its RECEIPT), with `after=<last id>`, exactly as after a reconnect.
+//
 // Every message goes through `add`, which keeps `message-list` in ascending id order and drops an
 // id it already shows, so history pages, live MESSAGEs and gap pages may overlap in any order and
 // the list still shows each message once.
@@ -24,9 +29,15 @@ export class Room {
    * @param {import('./api.js').Api} options.api
    * @param {import('./chat.js').ChatClient} options.chat
    * @param {object} options.nodes the room view's elements: list, pending, scroller, older, status
+   * @param {(lastId: number) => void} [options.onSeen] messages up to `lastId` are on screen
+   * @param {() => void} [options.onDenied] the history answered 404: a private room the user is not in, or no room
+   * @param {() => void} [options.onForbidden] the server ended the subscription (access withdrawn)
    */
-  constructor({ roomId, me, api, chat, nodes }) {
+  constructor({ roomId, me, api, chat, nodes, onSeen, onDenied, onForbidden }) {
     this.roomId = roomId;
+    this.onSeen = onSeen ?? (() => {});
+    this.onDenied = onDenied ?? (() => {});
+    this.onForbidden = onForbidden ?? (() => {});
     this.me = me;
     this.api = api;
     this.chat = chat;
@@ -37,14 +48,20 @@ export class Room {
     this.hasOlder = false;
     this.loadingOlder = false;
     this.closed = false;
+    /** The latest page was read (the room may be entered). */
+    this.latestLoaded = false;
+    /** The room's detail (`GET /rooms/{roomId}`: name, owner, members), null for an open room. Set by the page. */
+    this.detail = null;
+    /** The user may no longer use the room here (denied, removed, left). Set by the page. */
+    this.ended = false;
     this.onScroll = () => {
       if (this.nodes.scroller.scrollTop < EDGE_PX) this.loadOlder();
     };
     this.onOlderClick = () => this.loadOlder();
   }
 
-  /** Shows the room: follows it live, then loads its latest page. */
-  open() {
+  /** Shows the room: loads its latest page, then follows it live. Resolves to `ok`, `denied` or `failed`. */
+  async open() {
     const { list, pending, scroller, older } = this.nodes;
     list.replaceChildren();
     list.dataset.room = this.roomId;
@@ -53,14 +70,34 @@ export class Room {
     older.hidden = true;
     scroller.addEventListener('scroll', this.onScroll);
     older.addEventListener('click', this.onOlderClick);
-    // Subscribe before loading: a message committed in between arrives live, and `add` drops the
-    // copy the history page may also hold.
-    this.stopFollowing = this.chat.join(this.roomId, {
+    this.loaded = this.loadLatest();
+    const result = await this.loaded;
+    if (this.closed) return result;
+    if (result === 'denied') this.onDenied();
+    // After a failure other than 404 (offline, store down) follow anyway: the resync reads it again.
+    else this.follow();
+    return result;
+  }
+
+  /** Subscribes to the room; every confirmed subscription (the first, and after a reconnect) reads the gap. */
+  follow() {
+    this.stopFollowing?.();
+    const stop = this.chat.join(this.roomId, {
       onMessage: (message) => this.add([message]),
       onResync: () => this.recoverGap(),
+      onForbidden: () => {
+        if (this.stopFollowing !== stop) return;
+        this.stopFollowing = null;
+        if (!this.closed) this.onForbidden();
+      },
     });
-    this.loaded = this.loadLatest();
-    return this.loaded;
+    this.stopFollowing = stop;
+  }
+
+  /** Stops following without leaving the view (access was withdrawn: what was shown stays). */
+  stop() {
+    this.stopFollowing?.();
+    this.stopFollowing = null;
   }
 
   close() {
@@ -85,18 +122,29 @@ export class Room {
 
   async loadLatest() {
     this.status(t('room.loading'));
+    let result = 'ok';
     try {
       const page = await this.api.history(this.roomId, { limit: PAGE });
-      if (this.closed) return;
+      if (this.closed) return 'closed';
       this.hasOlder = page.length === PAGE;
       this.add(page);
+      this.latestLoaded = true;
       this.status(this.ids.length ? '' : t('room.empty'));
     } catch (e) {
-      if (!this.closed) this.status(`${t('room.loadFailed')} (${e.code})`);
+      if (this.closed) return 'closed';
+      if (e.status === 404) {
+        result = 'denied';
+        this.status('');
+      } else {
+        result = 'failed';
+        this.status(`${t('room.loadFailed')} (${e.code})`);
+      }
     }
     this.nodes.older.hidden = !this.hasOlder;
     this.scrollToBottom();
-    if (!this.closed) this.nodes.list.dataset.loaded = 'true';
+    this.nodes.list.dataset.loaded = 'true';
+    if (this.lastId) this.onSeen(this.lastId);
+    return result;
   }
 
   /** The page before the oldest message shown. */
@@ -120,6 +168,13 @@ export class Room {
   /** After a reconnect: every message above the last one shown, page by page. */
   async recoverGap() {
     await this.loaded;
+    if (this.closed) return;
+    if (!this.latestLoaded) {
+      // The first read failed: read the latest page now, not the room's oldest messages.
+      this.loaded = this.loadLatest();
+      await this.loaded;
+      return;
+    }
     let after = this.lastId;
     for (;;) {
       if (this.closed) return;
@@ -161,6 +216,7 @@ export class Room {
       if (this.nodes.status.textContent === t('room.empty')) this.status('');
       if (atBottom && !insertedAboveView) this.scrollToBottom();
       else if (insertedAboveView) scroller.scrollTop = topBefore + (scroller.scrollHeight - heightBefore);
+      if (this.latestLoaded && !this.closed) this.onSeen(this.lastId);
     }
     return added;
   }
