@@ -141,6 +141,46 @@ export class Api {
     return this.call('GET', `chat/history/${encodeURIComponent(roomId)}${suffix}`);
   }
 
+  // --- rooms (SPEC §8) ---------------------------------------------------------------------------
+
+  /** One page of `GET /rooms`: the public rooms and the user's private ones, by roomId descending. */
+  async rooms({ limit, before } = {}) {
+    const query = new URLSearchParams();
+    if (limit) query.set('limit', limit);
+    if (before) query.set('before', before);
+    const suffix = query.toString() ? `?${query}` : '';
+    return (await this.call('GET', `rooms${suffix}`)).data;
+  }
+
+  /** `GET /rooms/{roomId}`: the room with its `members`; 404 for an open room or a private one the user is not in. */
+  async room(roomId) {
+    return (await this.call('GET', `rooms/${encodeURIComponent(roomId)}`)).data;
+  }
+
+  async createRoom({ roomId, name, private: isPrivate }) {
+    return (await this.call('POST', 'rooms', { roomId, name, private: isPrivate })).data;
+  }
+
+  /** Invites `username` (the owner only); answers the room with its members. */
+  async invite(roomId, username) {
+    return (await this.call('POST', `rooms/${encodeURIComponent(roomId)}/members`, { username })).data;
+  }
+
+  /** Removes a member (the owner), or leaves (`username` is the user). */
+  async removeMember(roomId, username) {
+    return (await this.call('DELETE', `rooms/${encodeURIComponent(roomId)}/members/${encodeURIComponent(username)}`)).data;
+  }
+
+  /** Raises the user's read mark in a created room; answers `{ roomId, lastReadId, unread }`. */
+  async markRoomRead(roomId, lastReadId) {
+    return (await this.call('POST', `rooms/${encodeURIComponent(roomId)}/read`, { lastReadId })).data;
+  }
+
+  /** The direct-message room with `username` (created the first time); answers it with its members. */
+  async openDm(username) {
+    return (await this.call('POST', `dm/${encodeURIComponent(username)}`)).data;
+  }
+
   /** The user's notifications, newest first. */
   async notifications(limit = 50) {
     return (await this.call('GET', `notifications?limit=${limit}`)).data;

@@ -12,8 +12,10 @@ export class NotificationList {
    * @param {HTMLElement} options.badge the unread count
    * @param {import('./api.js').Api} options.api
    * @param {(roomId: string) => void} options.openRoom
+   * @param {(roomId: string) => string} [options.roomName] a room's name as the room list shows it
    */
-  constructor({ list, badge, api, openRoom }) {
+  constructor({ list, badge, api, openRoom, roomName = (roomId) => roomId }) {
+    this.roomName = roomName;
     this.list = list;
     this.badge = badge;
     this.api = api;
@@ -53,7 +55,7 @@ export class NotificationList {
   render(n) {
     const summary =
       n.type === 'mention'
-        ? t('notifications.mention', { sender: n.sender, room: n.roomId ?? '' })
+        ? t('notifications.mention', { sender: n.sender, room: n.roomId ? this.roomName(n.roomId) : '' })
         : t('notifications.direct', { sender: n.sender });
     return el(
       'li',
