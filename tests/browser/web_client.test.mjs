@@ -11,6 +11,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -28,7 +29,7 @@ const STEP_MS = 15_000;
 /** The longest a whole test may take (a hang fails the test instead of stalling the suite). */
 const TEST_MS = 120_000;
 
-const USERS = { alice: 'alicepass', bob: 'bobpass' };
+const USERS = { alice: 'alicepass', bob: 'bobpass', testuser: 'testpass' };
 
 let browser;
 
@@ -65,13 +66,16 @@ async function openPage(name, base) {
   page.setDefaultTimeout(STEP_MS);
   const requests = [];
   const pageErrors = [];
-  page.on('request', (r) => requests.push({ url: r.url(), method: r.method() }));
+  /** Every STOMP frame the page sent, as text. */
+  const stompSent = [];
+  page.on('request', (r) => requests.push({ url: r.url(), method: r.method(), body: r.postData() }));
   page.on('pageerror', (e) => pageErrors.push(e));
+  page.on('websocket', (ws) => ws.on('framesent', (f) => stompSent.push(String(f.payload))));
   page.on('console', (m) => {
     if (m.type() === 'error' || m.type() === 'warning') console.log(`  [${name} console.${m.type()}] ${m.text()}`);
   });
   await page.goto(`${base}/`);
-  return { name, base, context, page, requests, pageErrors };
+  return { name, base, context, page, requests, pageErrors, stompSent };
 }
 
 const byId = (page, id) => page.locator(`[data-testid="${id}"]`);
@@ -176,6 +180,18 @@ function step(what) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Polls `probe` until it returns a truthy value (returned), failing after STEP_MS with `what`. */
+async function eventually(what, probe) {
+  const deadline = Date.now() + STEP_MS;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last) return last;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
 /**
  * A TCP proxy in front of the server, so a test can cut one browser's network: `cut()` resets every
  * open connection (WebSocket, event stream, keep-alive) and refuses new ones until `restore()`.
@@ -255,7 +271,11 @@ test('the page is served with its hooks, in Korean by default and in English on 
     assert.equal(await page.getAttribute('html', 'lang'), 'ko');
     assert.equal(await byId(page, 'login-submit').textContent(), '로그인');
     for (const id of ['login-username', 'login-password', 'login-submit', 'room-list', 'room-create', 'room-open-input',
-      'message-input', 'message-send', 'message-list', 'connection-state', 'notification-list']) {
+      'message-input', 'message-send', 'message-list', 'connection-state', 'notification-list',
+      // The room controls (web/README.md).
+      'room-create-form', 'room-create-name', 'room-create-id', 'room-create-private', 'room-create-submit',
+      'room-create-error', 'dm-open-input', 'dm-open-submit', 'dm-open-error', 'room-members', 'room-invite-input',
+      'room-invite-submit', 'room-action-error', 'room-leave', 'room-notice']) {
       assert.equal(await byId(page, id).count(), 1, `data-testid="${id}" exists once`);
     }
     await byId(page, 'lang-toggle').click();
@@ -423,6 +443,210 @@ test('history pages: the latest first, older ones on scroll with before=', { tim
     shown = await shownMessages(page);
     assert.deepEqual(shown.map((m) => m.text), texts, 'older page prepended, still ascending, no duplicate');
     assert.deepEqual(alice.pageErrors, []);
+  });
+});
+
+/** `dm-` and 24 hex digits of SHA-256 over the two names, sorted, joined by a newline (SPEC §8). */
+function dmRoomId(a, b) {
+  return `dm-${createHash('sha256').update([a, b].sort().join('\n')).digest('hex').slice(0, 24)}`;
+}
+
+/** The SUBSCRIBE frames a page sent to a room. */
+function subscribesTo(client, roomId) {
+  return client.stompSent.filter((f) => f.startsWith('SUBSCRIBE') && f.includes(`destination:/topic/chat.${roomId}\n`)).length;
+}
+
+/** `user`'s entry for `roomId` in `GET /rooms`, or undefined. */
+async function listedRoom(client, roomId) {
+  const token = (await storedSession(client.page)).accessToken;
+  const answer = await restJson(client.base, 'GET', '/rooms?limit=500', token);
+  assert.equal(answer.status, 200);
+  return answer.json.data.find((r) => r.roomId === roomId);
+}
+
+test('rooms: a private room with unread counts and read marks, a DM, a removal, an outsider', { timeout: TEST_MS }, async () => {
+  const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`;
+  const roomId = `team-${suffix}`;
+  const roomName = `팀 채널 ${suffix}`;
+  await scenario('rooms', async ({ open }) => {
+    const alice = await open('alice-rooms', HERALD_URL);
+    const bob = await open('bob-rooms', HERALD_URL);
+    await logIn(alice, 'alice');
+    await logIn(bob, 'bob');
+
+    // --- alice creates a private room ------------------------------------------------------------
+    await byId(alice.page, 'room-create').click();
+    await byId(alice.page, 'room-create-name').fill(roomName);
+    await byId(alice.page, 'room-create-id').fill('not a valid id!');
+    await byId(alice.page, 'room-create-submit').click();
+    await byId(alice.page, 'room-create-error').waitFor({ state: 'visible' });
+    assert.match(await byId(alice.page, 'room-create-error').textContent(), /방 ID는/, 'a bad id is explained');
+    await byId(alice.page, 'room-create-id').fill(roomId);
+    assert.equal(await byId(alice.page, 'room-create-private').isChecked(), true, 'private by default');
+    await byId(alice.page, 'room-create-submit').click();
+    await waitForRoomLoaded(alice.page, roomId);
+    await alice.page.waitForSelector(`[data-testid="room-${roomId}"][data-kind="private"]`);
+    assert.equal(await byId(alice.page, 'room-title').textContent(), roomName);
+    await byId(alice.page, 'room-member-alice').waitFor();
+    assert.equal(await byId(alice.page, 'room-create-form').isVisible(), false, 'the form closes');
+    // The same id again: 409, shown on the form.
+    await byId(alice.page, 'room-create').click();
+    await byId(alice.page, 'room-create-name').fill('again');
+    await byId(alice.page, 'room-create-id').fill(roomId);
+    await byId(alice.page, 'room-create-submit').click();
+    await alice.page.waitForSelector('[data-testid="room-create-error"]:has-text("이미 쓰이는 방 ID")');
+    await byId(alice.page, 'room-create-cancel').click();
+    step(`alice created the private room ${roomId}`);
+
+    // --- she invites bob (and someone who does not exist) ----------------------------------------
+    await byId(alice.page, 'room-invite-input').fill(`nobody-${suffix}`);
+    await byId(alice.page, 'room-invite-submit').click();
+    await byId(alice.page, 'room-action-error').waitFor({ state: 'visible' });
+    await byId(alice.page, 'room-invite-input').fill('bob');
+    await byId(alice.page, 'room-invite-submit').click();
+    await byId(alice.page, 'room-member-bob').waitFor();
+    assert.equal(await byId(alice.page, 'room-action-error').isVisible(), false);
+    await screenshot(alice, 'rooms-created');
+
+    // --- alice writes; bob's list shows the room with its unread count ---------------------------
+    // (The mention's notification is what tells bob's page that a new room is there.)
+    const texts = ['@bob 팀 방에 초대했어요', '두 번째', '세 번째'];
+    const sent = [];
+    for (const text of texts) sent.push(await send(alice.page, text));
+    const bobEntry = byId(bob.page, `room-${roomId}`);
+    await bob.page.waitForSelector(`[data-testid="room-unread-${roomId}"]:text-is("3")`);
+    assert.equal(await bobEntry.getAttribute('data-kind'), 'private');
+    assert.match(await bobEntry.textContent(), new RegExp(roomName));
+    assert.match(await bobEntry.locator('.preview').textContent(), /alice: 세 번째/);
+    assert.equal((await listedRoom(bob, roomId)).unread, 3, 'the server counts 3 for bob');
+    await screenshot(bob, 'rooms-unread');
+    step('bob sees the room with 3 unread');
+
+    // --- bob opens it: the messages in id order, the count goes to 0 ------------------------------
+    await bobEntry.locator('button').click();
+    await waitForRoomLoaded(bob.page, roomId);
+    await waitForTexts(bob.page, texts);
+    const shown = await shownMessages(bob.page);
+    assert.deepEqual(shown.map((m) => m.text), texts);
+    assert.deepEqual(shown.map((m) => m.id), sent.map((m) => m.id), 'in id order');
+    await bob.page.waitForSelector(`[data-testid="room-${roomId}"][data-unread="0"]`);
+    assert.equal(await byId(bob.page, `room-unread-${roomId}`).count(), 0, 'no badge');
+    await eventually('the server to count 0 unread for bob', async () => (await listedRoom(bob, roomId)).unread === 0);
+    const readMark = bob.requests.find((r) => r.method === 'POST' && r.url.endsWith(`/rooms/${roomId}/read`));
+    assert.equal(JSON.parse(readMark.body).lastReadId, sent[2].id, 'the read mark is the last id shown');
+    assert.equal(await byId(bob.page, 'room-title').textContent(), roomName);
+    assert.equal(await byId(bob.page, 'room-invite-form').isVisible(), false, 'only the owner invites');
+
+    // Reading while it is open: a new message moves the mark along, the count stays 0.
+    const fourth = await send(alice.page, '네 번째');
+    await byId(bob.page, `message-${fourth.id}`).waitFor();
+    await eventually('bob\'s read mark to follow', async () => {
+      const marks = bob.requests.filter((r) => r.method === 'POST' && r.url.endsWith(`/rooms/${roomId}/read`));
+      return marks.some((r) => JSON.parse(r.body).lastReadId === fourth.id);
+    });
+    const listed = await listedRoom(bob, roomId);
+    assert.equal(listed.unread, 0);
+    assert.equal(listed.lastMessage.id, fourth.id);
+    assert.equal(await byId(bob.page, `room-unread-${roomId}`).count(), 0);
+    await screenshot(bob, 'rooms-read');
+    step('bob read the room: 0 unread, on the page and on the server');
+
+    // --- alice opens a DM with bob ----------------------------------------------------------------
+    const dmId = dmRoomId('alice', 'bob');
+    await byId(alice.page, 'dm-open-input').fill('alice');
+    await byId(alice.page, 'dm-open-submit').click();
+    await byId(alice.page, 'dm-open-error').waitFor({ state: 'visible' });
+    await byId(alice.page, 'dm-open-input').fill('bob');
+    await byId(alice.page, 'dm-open-submit').click();
+    await waitForRoomLoaded(alice.page, dmId);
+    assert.equal(await byId(alice.page, 'room-title').textContent(), '@bob');
+    await alice.page.waitForSelector(`[data-testid="room-${dmId}"][data-kind="dm"]`);
+    // Bob comes back to his tab: the list is read again and shows the DM, named after alice.
+    await bob.page.evaluate(() => window.dispatchEvent(new Event('focus')));
+    const bobDm = byId(bob.page, `room-${dmId}`);
+    await bobDm.waitFor();
+    await bob.page.waitForSelector(`[data-testid="room-${dmId}"] .name:text-is("@alice")`);
+    // A message in it counts live on bob's list (he is still in the team room).
+    const hello = await send(alice.page, '안녕, 1:1 방이야');
+    await bob.page.waitForSelector(`[data-testid="room-unread-${dmId}"]:text-is("1")`);
+    assert.match(await bobDm.locator('.preview').textContent(), /안녕, 1:1 방이야/);
+    await screenshot(bob, 'rooms-dm');
+    await bobDm.locator('button').click();
+    await byId(bob.page, `message-${hello.id}`).waitFor();
+    assert.equal(await byId(bob.page, 'room-title').textContent(), '@alice');
+    step(`the DM ${dmId} reached bob`);
+    // Bob leaves it: the page says so and the DM leaves his list (alice's side is unchanged).
+    await byId(bob.page, 'room-leave').click();
+    await bob.page.waitForSelector('[data-testid="room-notice"][data-reason="left"]');
+    await bobDm.waitFor({ state: 'detached' });
+    assert.equal(await byId(bob.page, 'message-input').isDisabled(), true);
+    assert.equal(await listedRoom(bob, dmId), undefined);
+    assert.ok(await listedRoom(alice, dmId), 'still alice\'s');
+
+    // --- alice removes bob while he is in the room -------------------------------------------------
+    await byId(bob.page, `room-${roomId}`).locator('button').click();
+    await waitForRoomLoaded(bob.page, roomId);
+    await waitForTexts(bob.page, [...texts, '네 번째']);
+    await alice.page.locator(`[data-testid="room-${roomId}"] button`).click();
+    await waitForRoomLoaded(alice.page, roomId);
+    const subscribesBefore = subscribesTo(bob, roomId);
+    assert.ok(subscribesBefore >= 1);
+    await byId(alice.page, 'room-member-remove-bob').click();
+    await byId(alice.page, 'room-member-bob').waitFor({ state: 'detached' });
+    await bob.page.waitForSelector('[data-testid="room-notice"][data-reason="forbidden"]');
+    assert.match(await byId(bob.page, 'room-notice').textContent(), /권한이 없어졌습니다/);
+    await byId(bob.page, `room-${roomId}`).waitFor({ state: 'detached' });
+    assert.equal(await byId(bob.page, 'message-input').isDisabled(), true, 'bob cannot write there any more');
+    assert.equal(await byId(bob.page, 'room-leave').isVisible(), false);
+    assert.equal(await byId(bob.page, 'connection-state').getAttribute('data-state'), 'connected');
+    // His list is read again (he comes back to the tab) and the room stays away, never subscribed again.
+    // (`room-list`'s data-reads counts the list reads applied.)
+    const reads = Number(await byId(bob.page, 'room-list').getAttribute('data-reads'));
+    await bob.page.evaluate(() => window.dispatchEvent(new Event('focus')));
+    await bob.page.waitForFunction((n) => Number(document.querySelector('[data-testid="room-list"]').dataset.reads) > n, reads);
+    assert.equal(await byId(bob.page, `room-${roomId}`).count(), 0);
+    assert.equal(await listedRoom(bob, roomId), undefined, 'the server does not list it for bob either');
+    assert.equal(subscribesTo(bob, roomId), subscribesBefore, 'bob\'s page did not subscribe to it again');
+    assert.equal(await byId(bob.page, 'connection-state').getAttribute('data-state'), 'connected');
+    await screenshot(bob, 'rooms-removed');
+    step('bob was removed: his page says so, the room left his list');
+
+    // --- a public room: a removal ends the subscription too, but anyone may read it -----------------
+    const publicId = `hall-${suffix}`;
+    const aliceToken = (await storedSession(alice.page)).accessToken;
+    const made = await restJson(HERALD_URL, 'POST', '/rooms', aliceToken, { roomId: publicId, name: '광장', private: false });
+    assert.equal(made.status, 201);
+    assert.equal((await restJson(HERALD_URL, 'POST', `/rooms/${publicId}/members`, aliceToken, { username: 'bob' })).status, 201);
+    await openRoom(bob.page, publicId);
+    await byId(bob.page, 'room-member-bob').waitFor();
+    await eventually('bob\'s subscription to the public room', () => subscribesTo(bob, publicId) === 1);
+    assert.equal((await restJson(HERALD_URL, 'DELETE', `/rooms/${publicId}/members/bob`, aliceToken)).status, 200);
+    // The server ends his subscription (FORBIDDEN); the page subscribes again and stays usable.
+    await eventually('bob\'s page to subscribe to the public room again', () => subscribesTo(bob, publicId) === 2);
+    await openRoom(alice.page, publicId);
+    const inHall = await send(alice.page, '공개 방은 누구나 읽어요');
+    await byId(bob.page, `message-${inHall.id}`).waitFor();
+    assert.equal(await byId(bob.page, 'room-notice').isVisible(), false);
+    assert.equal(await byId(bob.page, 'message-input').isDisabled(), false);
+    assert.equal(await byId(bob.page, `room-${publicId}`).getAttribute('data-kind'), 'public');
+    step('a public room: bob removed, still reading it');
+
+    // --- carol (testuser) cannot open the private room ---------------------------------------------
+    const carol = await open('carol-rooms', HERALD_URL);
+    await logIn(carol, 'testuser');
+    await byId(carol.page, 'room-open-input').fill(roomId);
+    await byId(carol.page, 'room-open-input').press('Enter');
+    await carol.page.waitForSelector('[data-testid="room-notice"][data-reason="denied"]');
+    assert.match(await byId(carol.page, 'room-notice').textContent(), /비공개 방/);
+    assert.equal(await byId(carol.page, `room-${roomId}`).count(), 0, 'not on her list');
+    assert.equal(await carol.page.locator('[data-testid="message-list"] > *').count(), 0, 'no message shown');
+    assert.equal(await byId(carol.page, 'message-input').isDisabled(), true);
+    assert.equal(subscribesTo(carol, roomId), 0, 'her page never subscribed to it (that would end her connection)');
+    assert.equal(await byId(carol.page, 'connection-state').getAttribute('data-state'), 'connected');
+    await screenshot(carol, 'rooms-outsider');
+    step('carol was refused the private room');
+
+    for (const client of [alice, bob, carol]) assert.deepEqual(client.pageErrors, [], `no uncaught error on ${client.name}'s page`);
   });
 });
 
