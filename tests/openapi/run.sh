@@ -2,6 +2,10 @@
 # Checks openapi.yaml against a live dev-mode server with schemathesis (PyPI), with every check it
 # has: among them no 5xx, every status code documented, content types, headers and bodies as the
 # schema says, schema-valid requests accepted and schema-violating ones rejected, auth not ignored.
+# Then every documented status must have been reached: by schemathesis, by the targeted probes of
+# probes.py (two more servers: shipped rate limits and a two-member room bound; a store that is
+# down), by newman's run of the Postman collection, or by a test named in covered_elsewhere.txt
+# (status_coverage.py).
 #
 #   tests/openapi/run.sh                                  # starts its own server from HERALD_BIN
 #   HERALD_URL=http://127.0.0.1:8080 tests/openapi/run.sh # uses a running dev-mode server
@@ -92,10 +96,46 @@ timeout --signal=INT --kill-after=10 "$TIME_LIMIT" \
   --workers 1 \
   --request-timeout 10 \
   --suppress-health-check all \
-  --report junit --report-junit-path "$REPORTS/schemathesis.xml" \
+  --report junit,har --report-junit-path "$REPORTS/schemathesis.xml" --report-har-path "$REPORTS/schemathesis.har" \
   || status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 130 ]; then
   echo "run.sh: schemathesis did not finish within ${TIME_LIMIT}s" >&2
+fi
+# Every documented status reached: targeted probes on two more servers of our own, the Postman
+# collection, then the coverage check over everything this run saw.
+if [ "$status" -eq 0 ]; then
+  start_extra() { # start_extra NAME DATABASE_URL TOML_LINES...: a dev-mode server; prints its URL
+    local name=$1 url=$2; shift 2
+    local port; port="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    printf '%s\n' 'dev = true' "$@" >"$WORK/$name.toml"
+    HERALD_BIND="127.0.0.1:$port" HERALD_DATABASE_URL="$url" HERALD_DEV=1 HERALD_REACTORS=1 RUST_LOG=error \
+      "$HERALD_BIN" --config "$WORK/$name.toml" >"$WORK/$name.log" 2>&1 &
+    EXTRA_PIDS="$EXTRA_PIDS $!"
+    for _ in $(seq 1 100); do
+      curl -s -o /dev/null "http://127.0.0.1:$port/health" && break
+      sleep 0.1
+    done
+    echo "http://127.0.0.1:$port"
+  }
+  EXTRA_PIDS=""
+  [ -x "$HERALD_BIN" ] || (cd "$ROOT" && cargo build --quiet --bin herald) || fail "cargo build failed"
+  STRICT_URL="$(start_extra strict "sqlite://$WORK/strict.db" '[server]' 'trusted_proxies = ["127.0.0.1"]' '[rooms]' 'max_members = 2')"
+  # Nothing listens on port 1: the store stays down, and the server answers 503 for what needs it.
+  DOWN_URL="$(start_extra down "mysql://root@127.0.0.1:1/none")"
+  for _ in $(seq 1 100); do curl -fsS "$STRICT_URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "== probes (status_coverage): main $HERALD_URL, strict $STRICT_URL, store down $DOWN_URL"
+  "$VENV/bin/python" "$HERE/probes.py" --main "$HERALD_URL" --strict "$STRICT_URL" --down "$DOWN_URL" \
+    --out "$REPORTS/probes.json" || status=1
+  kill -TERM $EXTRA_PIDS 2>/dev/null || true
+  coverage_reports=("$REPORTS/schemathesis.har" "$REPORTS/probes.json")
+  NEWMAN="$ROOT/tests/node/node_modules/.bin/newman"
+  if [ -x "$NEWMAN" ]; then
+    "$NEWMAN" run "$ROOT/postman/herald.postman_collection.json" --env-var "baseUrl=$HERALD_URL" \
+      --reporters json --reporter-json-export "$REPORTS/newman.json" >/dev/null 2>&1 || true
+    [ -f "$REPORTS/newman.json" ] && coverage_reports+=("$REPORTS/newman.json")
+  fi
+  "$VENV/bin/python" "$HERE/status_coverage.py" "$ROOT/openapi.yaml" "$HERE/covered_elsewhere.txt" \
+    "${coverage_reports[@]}" || status=1
 fi
 if [ "$status" -ne 0 ]; then
   if [ -f "$WORK/herald.log" ]; then echo "--- herald log"; tail -30 "$WORK/herald.log"; fi
