@@ -31,3 +31,4 @@ pub mod store;
 pub mod text;
 pub mod views;
 pub mod web;
+pub mod websocket;

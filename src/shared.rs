@@ -34,6 +34,7 @@ pub struct Shared {
     pub trusted_proxies: TrustedProxies,
     pub http_limits: HttpLimits,
     pub stomp_limits: StompLimits,
+    pub ws_limits: crate::websocket::Limits,
     pub session: SessionConfig,
     login_per_ip: Mutex<RateLimiter>,
     login_per_user: Mutex<RateLimiter>,
@@ -63,6 +64,9 @@ impl Shared {
             stomp_limits: StompLimits {
                 max_frame_bytes: config.chat.max_frame_bytes,
                 max_headers: 64,
+            },
+            ws_limits: crate::websocket::Limits {
+                max_message: config.chat.max_frame_bytes,
             },
             session: SessionConfig {
                 max_subscriptions: config.chat.max_subscriptions,

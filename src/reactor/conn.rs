@@ -4,13 +4,13 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
-use tungstenite::WebSocket;
 
 use crate::http::conn::HttpState;
 use crate::sse::EventStream;
 use crate::stomp::decoder::Decoder;
 use crate::stomp::liveness::Liveness;
 use crate::stomp::session::Session;
+use crate::websocket::Inbound;
 
 /// An HTTP/1.1 connection: its socket, output, and protocol state.
 pub struct HttpConn {
@@ -20,17 +20,23 @@ pub struct HttpConn {
     pub state: HttpState,
 }
 
-/// A STOMP session over a WebSocket.
+/// A STOMP session over a WebSocket. Idle, it holds no buffer: reads go through the reactor's
+/// scratch buffer, and `out` is freed each time it is drained.
 pub struct WsConn {
-    pub ws: WebSocket<TcpStream>,
-    /// The 101 response (and anything answered before it) still to be written before WebSocket frames.
-    pub handshake: OutBuf,
+    pub stream: TcpStream,
+    /// What waits for the socket: the 101 (and answers pipelined before it), then WebSocket
+    /// frames, appended in place.
+    pub out: OutBuf,
+    /// WebSocket input not handed out yet (a frame cut by the end of a read).
+    pub inbound: Inbound,
     pub session: Session<crate::store::model::NewChatMessage>,
     /// STOMP input of a frame split across WebSocket messages.
     pub decoder: Decoder,
     pub liveness: Liveness,
     /// Close once everything is flushed.
     pub closing: bool,
+    /// A close frame is queued: nothing may follow it.
+    pub close_sent: bool,
     /// The user, once authenticated (indexed for `/user/queue/notifications`).
     pub user: Option<Box<str>>,
     /// The socket is left unread until the session's SENDs in flight drop under the bound.
@@ -76,13 +82,20 @@ impl OutBuf {
         self.pending() == 0
     }
 
-    /// Writes until done or the socket would block; frees the buffer once it is drained.
+    /// Writes until done or the socket would block; frees a large buffer once it is drained.
     pub fn flush_to<W: Write>(&mut self, w: &mut W) -> Flush {
         while self.written < self.buf.len() {
             match w.write(&self.buf[self.written..]) {
                 Ok(0) => return Flush::Failed,
                 Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Drop what the socket took, so that the buffer holds only what is pending.
+                    if self.written >= 16 * 1024 && self.written * 2 >= self.buf.len() {
+                        self.buf.drain(..self.written);
+                        self.written = 0;
+                    }
+                    return Flush::Blocked;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Flush::Failed,
             }
@@ -93,6 +106,15 @@ impl OutBuf {
             self.buf = Vec::new();
         }
         Flush::Done
+    }
+}
+
+impl OutBuf {
+    /// Gives the memory back once everything is written (an idle WebSocket keeps no buffer).
+    pub fn release_if_drained(&mut self) {
+        if self.is_empty() && self.buf.capacity() > 0 {
+            *self = OutBuf::default();
+        }
     }
 }
 

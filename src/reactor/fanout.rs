@@ -8,11 +8,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tungstenite::protocol::frame::Utf8Bytes;
-use tungstenite::Message;
-
 use super::conn::Conn;
-use super::ws::{queue, Queued};
+use super::ws::{queue_text, Queued};
 use super::Reactor;
 use crate::bus::{ChatEvent, Interest, MembershipEvent, NotificationEvent, Topic};
 use crate::stomp::outbound;
@@ -174,18 +171,21 @@ impl Reactor {
         self.listeners.unindex_user(interest, self.id, user, token);
     }
 
-    /// Appends committed messages to every local subscriber of their rooms, one encoding per
-    /// (message, subscription id, ack mode) triple. A client-ack subscription's MESSAGE carries
-    /// `ack` and is recorded by its session, so that its ACK is accepted.
+    /// Appends committed messages to every local subscriber of their rooms. Each message is
+    /// encoded once; each subscriber's copy — its `subscription` (and `ack`) header spliced in —
+    /// is written straight into its output buffer behind a WebSocket frame header. A client-ack
+    /// subscription's MESSAGE carries `ack` and is recorded by its session, so that its ACK is
+    /// accepted.
     pub(super) fn deliver_chat(&mut self, events: &[ChatEvent]) {
         let mut slow = Vec::new();
         let mut delivered = 0u64;
-        let mut cache: Vec<(Rc<str>, bool, Utf8Bytes)> = Vec::new();
+        let cap = self.shared.config.chat.outbound_buffer_bytes;
+        let now = Instant::now();
         for event in events {
             let Some(subs) = self.listeners.rooms.get(&event.room) else {
                 continue;
             };
-            cache.clear();
+            let message = outbound::RoomMessage::new(&event.room, event.id, &event.body);
             for sub in subs {
                 let (slot_key, generation) = super::slot_of(sub.token);
                 let Some(slot) = self.slots.get_mut(slot_key).filter(|s| s.generation == generation) else {
@@ -197,29 +197,16 @@ impl Reactor {
                 if c.closing || sub.pending {
                     continue;
                 }
-                let bytes = match cache
-                    .iter()
-                    .find(|(id, ack, _)| **id == *sub.subscription && *ack == sub.client_ack)
-                {
-                    Some((_, _, b)) => b.clone(),
-                    None => {
-                        let b = text(outbound::room_message(
-                            &event.room,
-                            event.id,
-                            &event.body,
-                            &sub.subscription,
-                            sub.client_ack,
-                        ));
-                        cache.push((sub.subscription.clone(), sub.client_ack, b.clone()));
-                        b
-                    }
-                };
-                if sub.client_ack {
-                    c.session.delivered(&sub.subscription, event.id);
-                }
-                c.liveness.wrote(Instant::now());
-                match queue(c, Message::Text(bytes)) {
+                let length = message.len_for(&sub.subscription, sub.client_ack);
+                let queued = queue_text(c, cap, length, |out| {
+                    message.write_for(&sub.subscription, sub.client_ack, out)
+                });
+                match queued {
                     Queued::Ok => {
+                        if sub.client_ack {
+                            c.session.delivered(&sub.subscription, event.id);
+                        }
+                        c.liveness.wrote(now);
                         delivered += 1;
                         if !slot.dirty {
                             slot.dirty = true;
@@ -277,10 +264,4 @@ impl Reactor {
             }
         }
     }
-}
-
-/// STOMP text as a WebSocket text message: everything the server encodes is UTF-8 (room ids are
-/// ASCII, bodies are JSON text), so the fallback to an empty message never happens.
-pub(super) fn text(bytes: Vec<u8>) -> Utf8Bytes {
-    Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from_static(""))
 }

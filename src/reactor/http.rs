@@ -16,6 +16,7 @@ use crate::stomp::decoder::Decoder;
 use crate::stomp::liveness::Liveness;
 use crate::stomp::session::Session;
 use crate::text::Text;
+use crate::websocket::Inbound;
 
 impl Reactor {
     pub(super) fn http_readable(&mut self, token: usize) {
@@ -159,14 +160,6 @@ impl Reactor {
             return self.respond(token, response, false, false, Vec::new());
         };
         let protocol = negotiate_subprotocol(req.sec_websocket_protocol.as_deref());
-        let chat = &self.shared.config.chat;
-        let ws_config = tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(chat.ws_read_buffer_bytes)
-            // Output accumulates during a loop pass and is written once; the cap must stay above it.
-            .write_buffer_size((chat.outbound_buffer_bytes / 2).min(64 * 1024))
-            .max_write_buffer_size(chat.outbound_buffer_bytes)
-            .max_message_size(Some(chat.max_frame_bytes))
-            .max_frame_size(Some(chat.max_frame_bytes));
         let Some(slot) = self.slot_mut(token).filter(|s| matches!(s.conn, Conn::Http(_))) else {
             return;
         };
@@ -191,19 +184,18 @@ impl Reactor {
             out.buf.extend_from_slice(p.as_bytes());
         }
         out.buf.extend_from_slice(b"\r\n\r\n");
-        let ws = tungstenite::WebSocket::from_partially_read(
-            stream,
-            state.into_input(),
-            tungstenite::protocol::Role::Server,
-            Some(ws_config),
-        );
+        // Bytes that came with the upgrade request (a CONNECT sent right away) are kept, and
+        // handed out by the `read_again` below.
+        let inbound = Inbound::with_input(state.into_input());
         slot.conn = Conn::Ws(Box::new(WsConn {
-            ws,
-            handshake: out,
+            stream,
+            out,
+            inbound,
             session: Session::new(),
             decoder: Decoder::new(),
             liveness: Liveness::new(Instant::now()),
             closing: false,
+            close_sent: false,
             user: None,
             read_paused: false,
         }));

@@ -71,6 +71,9 @@ pub struct Reactor {
     listeners: Listeners,
     dirty: Vec<usize>,
     read_again: Vec<usize>,
+    /// Every WebSocket read lands here first; a connection keeps only a frame cut by the end
+    /// of a read (`chat.ws_read_buffer_bytes`).
+    scratch: Vec<u8>,
 }
 
 /// Fails with `AddrInUse` when anything already listens on `addr` — another process included.
@@ -117,6 +120,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         // A process-wide bound, counted across reactors (the kernel may spread accepts unevenly).
         let max_connections = shared.config.server.max_connections;
+        let scratch_bytes = shared.config.chat.ws_read_buffer_bytes.max(1024);
         Ok(Reactor {
             id: parts.id,
             poll: parts.poll,
@@ -129,6 +133,7 @@ impl Reactor {
             listeners: Listeners::default(),
             dirty: Vec::new(),
             read_again: Vec::new(),
+            scratch: vec![0; scratch_bytes],
         })
     }
 
@@ -394,7 +399,7 @@ impl Reactor {
             }
             Conn::Ws(mut c) => {
                 metrics.websockets_open.fetch_sub(1, Ordering::Relaxed);
-                let _ = registry.deregister(c.ws.get_mut());
+                let _ = registry.deregister(&mut c.stream);
                 let mut actions = ws::Actions::new();
                 c.session.leave_all(&mut actions);
                 for action in actions {

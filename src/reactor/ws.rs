@@ -6,10 +6,9 @@
 //! commit, its socket is left unread (TCP backpressure pushes back on the client); the answers
 //! from the chat shards ([`Reactor::chat_acks`]) resume it.
 
+use std::io::{self, Read as _};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-use tungstenite::{Error as WsError, Message};
 
 use super::conn::{Conn, Flush, WsConn};
 use super::{Reactor, READ_BUDGET};
@@ -21,6 +20,7 @@ use crate::stomp::liveness::Due;
 use crate::stomp::outbound;
 use crate::stomp::session::{error_frame, Action, AppError};
 use crate::store::model::NewChatMessage;
+use crate::websocket::{self, Event};
 
 pub(super) type Actions = Vec<Action<NewChatMessage>>;
 
@@ -37,40 +37,44 @@ pub(super) enum Queued {
     Ok,
     /// Over `outbound_buffer_bytes`: the client does not read fast enough.
     Full,
+    /// A close frame went out already.
     Closed,
 }
 
-pub(super) fn queue(c: &mut WsConn, message: Message) -> Queued {
-    match c.ws.write(message) {
-        Ok(()) => Queued::Ok,
-        Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => Queued::Ok,
-        Err(WsError::WriteBufferFull(_)) => Queued::Full,
-        Err(_) => Queued::Closed,
+/// Appends one text frame of `length` payload bytes, written by `payload`, to the session's
+/// output, unless that would take what is pending over `cap` bytes.
+pub(super) fn queue_text(c: &mut WsConn, cap: usize, length: usize, payload: impl FnOnce(&mut Vec<u8>)) -> Queued {
+    if c.close_sent {
+        return Queued::Closed;
     }
+    let frame = websocket::header_len(length) + length;
+    if c.out.pending() + frame > cap {
+        return Queued::Full;
+    }
+    c.out.buf.reserve(frame);
+    websocket::text_header(length, &mut c.out.buf);
+    payload(&mut c.out.buf);
+    Queued::Ok
 }
 
-/// Writes the handshake bytes, then the WebSocket buffer. True when the connection should go.
+/// Queues the close frame (past the cap: it must follow what is queued); nothing goes after it.
+fn queue_close(c: &mut WsConn, code: Option<u16>) {
+    if !c.close_sent {
+        websocket::close(code, &mut c.out.buf);
+        c.close_sent = true;
+    }
+    c.closing = true;
+}
+
+/// Writes what is queued. True when the connection should go (done closing, or the socket failed).
 pub(super) fn flush(c: &mut WsConn) -> bool {
-    if !c.handshake.is_empty() {
-        match c.handshake.flush_to(c.ws.get_mut()) {
-            Flush::Done => c.handshake = Default::default(),
-            Flush::Blocked => return false,
-            Flush::Failed => return true,
+    match c.out.flush_to(&mut c.stream) {
+        Flush::Done => {
+            c.out.release_if_drained();
+            c.closing
         }
-    }
-    match c.ws.flush() {
-        Ok(()) => c.closing,
-        Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-        Err(_) => true,
-    }
-}
-
-/// A frame as a WebSocket message: text when it is UTF-8 (always, for what Herald sends),
-/// binary otherwise.
-fn message_of(f: &Frame) -> Message {
-    match String::from_utf8(outbound::wire(f)) {
-        Ok(text) => Message::Text(text.into()),
-        Err(e) => Message::Binary(e.into_bytes().into()),
+        Flush::Blocked => false,
+        Flush::Failed => true,
     }
 }
 
@@ -87,36 +91,25 @@ fn ws_in(slots: &mut slab::Slab<super::Slot>, token: usize) -> Option<&mut WsCon
     }
 }
 
-/// What one WebSocket read came to.
-enum Read {
-    /// A STOMP payload (text or binary message).
-    Payload(tungstenite::Bytes),
-    /// A control frame was handled by tungstenite (a pong may be queued).
-    Control,
+/// What one pass over a session's input came to.
+enum Input {
+    /// Events were handed to the session; its actions are to be applied.
+    Handled,
     /// Nothing more to read now.
     Drained,
-    /// The peer sent a close frame.
-    Closing,
     /// End the session with this ERROR.
     Fail(&'static str, &'static str),
     /// The peer is gone: drop the socket.
     Gone,
 }
 
-fn read_one(c: &mut WsConn) -> Read {
-    match c.ws.read() {
-        Ok(Message::Text(t)) => Read::Payload(t.into()),
-        Ok(Message::Binary(b)) => Read::Payload(b),
-        Ok(Message::Close(_)) => Read::Closing,
-        Ok(_) => Read::Control,
-        Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => Read::Drained,
-        Err(WsError::Capacity(_)) => Read::Fail("frame too large", "WebSocket message over the frame limit"),
-        // The peer went away without a close frame: nothing to tell it.
-        Err(WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => Read::Gone,
-        Err(WsError::Protocol(_) | WsError::Utf8(_)) => {
-            Read::Fail("malformed websocket frame", "the WebSocket framing is invalid")
+/// The ERROR a session ends with for input the WebSocket layer refuses.
+fn failure_of(e: websocket::Error) -> Input {
+    match e {
+        websocket::Error::TooLarge => Input::Fail("frame too large", "WebSocket message over the frame limit"),
+        websocket::Error::Protocol(_) | websocket::Error::NotUtf8 => {
+            Input::Fail("malformed websocket frame", "the WebSocket framing is invalid")
         }
-        Err(_) => Read::Gone,
     }
 }
 
@@ -126,9 +119,9 @@ impl Reactor {
     }
 
     pub(super) fn ws_readable(&mut self, token: usize) {
-        let limits = self.shared.stomp_limits;
         let mut actions = Actions::new();
-        for _ in 0..READ_BUDGET {
+        let mut budget = READ_BUDGET;
+        while budget > 0 {
             let Some(c) = ws_in(&mut self.slots, token) else {
                 return;
             };
@@ -147,54 +140,21 @@ impl Reactor {
                 }
                 return;
             }
-            // Frames held back by the last pause go first, before anything new is read.
-            let payload = if c.decoder.is_paused() {
-                None
-            } else {
-                match read_one(c) {
-                    Read::Payload(p) => Some(p),
-                    Read::Control => {
-                        self.mark_dirty(token);
-                        continue;
-                    }
-                    // A pong or close reply may have been queued by the read.
-                    Read::Drained => return self.mark_dirty(token),
-                    Read::Closing => {
-                        c.closing = true;
-                        return self.mark_dirty(token);
-                    }
-                    Read::Fail(message, detail) => return self.ws_fail(token, message, detail),
-                    Read::Gone => return self.close(token),
+            let input = session_input(c, shared, &mut self.scratch, &mut budget, &mut actions);
+            match input {
+                Input::Handled => {}
+                Input::Drained => {
+                    // A pong or close reply may have been queued on the way.
+                    self.run_actions(token, &mut actions);
+                    return self.mark_dirty(token);
                 }
-            };
-            if payload.is_some() {
-                c.liveness.read(Instant::now());
-                shared.metrics.stomp_frames_in.fetch_add(1, Ordering::Relaxed);
-            }
-            let (session, decoder) = (&mut c.session, &mut c.decoder);
-            let mut host = StompHost::new(shared);
-            let on_frame = |frame| {
-                session.on_frame(frame, &shared.session, &mut host, &mut actions);
-                if session.is_closed() {
-                    Flow::Stop
-                } else if !session.wants_read(&shared.session) {
-                    Flow::Pause
-                } else {
-                    Flow::Continue
+                Input::Fail(message, detail) => {
+                    self.run_actions(token, &mut actions);
+                    return self.ws_fail(token, message, detail);
                 }
-            };
-            let decoded = match &payload {
-                Some(p) => decoder.feed(p, &limits, on_frame),
-                None => decoder.resume(&limits, on_frame),
-            };
-            if let Err(e) = decoded {
-                session.fail(
-                    &e.to_string(),
-                    "the STOMP frame could not be decoded",
-                    None,
-                    &mut actions,
-                );
+                Input::Gone => return self.close(token),
             }
+            self.mark_dirty(token);
             if self.run_actions(token, &mut actions) {
                 return;
             }
@@ -264,8 +224,7 @@ impl Reactor {
                     closing = true;
                     if let Some(c) = self.ws_conn(token) {
                         // The ERROR (or RECEIPT) is queued already; the close frame follows it.
-                        let _ = c.ws.close(None);
-                        c.closing = true;
+                        queue_close(c, None);
                         c.liveness.wrote(Instant::now());
                     }
                     self.mark_dirty(token);
@@ -331,6 +290,7 @@ impl Reactor {
 
     pub(super) fn ws_send(&mut self, token: usize, f: &Frame) {
         let metrics = std::sync::Arc::clone(&self.shared.metrics);
+        let cap = self.shared.config.chat.outbound_buffer_bytes;
         let Some(c) = self.ws_conn(token) else {
             return;
         };
@@ -339,7 +299,8 @@ impl Reactor {
         }
         metrics.stomp_frames_out.fetch_add(1, Ordering::Relaxed);
         c.liveness.wrote(Instant::now());
-        match queue(c, message_of(f)) {
+        let bytes = outbound::wire(f);
+        match queue_text(c, cap, bytes.len(), |out| out.extend_from_slice(&bytes)) {
             Queued::Ok => self.mark_dirty(token),
             Queued::Full => self.slow_consumer(token),
             Queued::Closed => self.close(token),
@@ -366,11 +327,10 @@ impl Reactor {
         if c.closing {
             return;
         }
-        c.ws.set_config(|cfg| cfg.max_write_buffer_size = usize::MAX);
-        let error = error_frame("slow consumer", "outbound buffer limit exceeded", None);
-        let _ = c.ws.write(message_of(&error));
-        let _ = c.ws.close(None);
-        c.closing = true;
+        // Past the cap: the ERROR and the close frame follow what the client has not read.
+        let error = outbound::wire(&error_frame("slow consumer", "outbound buffer limit exceeded", None));
+        let _ = queue_text(c, usize::MAX, error.len(), |out| out.extend_from_slice(&error));
+        queue_close(c, None);
         c.liveness.wrote(Instant::now());
         self.shared.metrics.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.stomp_errors.fetch_add(1, Ordering::Relaxed);
@@ -415,6 +375,7 @@ impl Reactor {
 
     pub(super) fn ws_tick(&mut self, token: usize, now: Instant, now_secs: i64) {
         let connect_timeout = self.shared.config.header_timeout();
+        let cap = self.shared.config.chat.outbound_buffer_bytes;
         let Some(c) = self.ws_conn(token) else {
             return;
         };
@@ -429,11 +390,128 @@ impl Reactor {
             Due::Nothing => {}
             Due::Drop => self.close(token),
             Due::Fail { message, detail } => self.ws_fail(token, message, detail),
-            Due::Heartbeat => match queue(c, Message::Text(super::fanout::text(outbound::HEARTBEAT.to_vec()))) {
+            Due::Heartbeat => match queue_text(c, cap, outbound::HEARTBEAT.len(), |out| {
+                out.extend_from_slice(outbound::HEARTBEAT)
+            }) {
                 Queued::Ok => self.mark_dirty(token),
                 Queued::Full => self.slow_consumer(token),
                 Queued::Closed => self.close(token),
             },
         }
+    }
+}
+
+/// One pass over a session's input: what was kept from earlier reads is handed out first; when
+/// none of it makes a whole frame, the socket is read into the reactor's scratch buffer. Every
+/// whole message goes through the STOMP decoder into the session, whose actions pile up in
+/// `actions`; pings are answered, a close frame is answered and ends the session.
+fn session_input(
+    c: &mut WsConn,
+    shared: &crate::shared::Shared,
+    scratch: &mut [u8],
+    budget: &mut usize,
+    actions: &mut Actions,
+) -> Input {
+    let limits = shared.stomp_limits;
+    let ws_limits = shared.ws_limits;
+    let cap = shared.config.chat.outbound_buffer_bytes;
+    let WsConn {
+        stream,
+        out,
+        inbound,
+        session,
+        decoder,
+        liveness,
+        closing,
+        close_sent,
+        ..
+    } = c;
+    let mut host = StompHost::new(shared);
+    let mut stomp_failed = false;
+    // Frames held back by the last pause go first, before anything new is read.
+    if decoder.is_paused() {
+        *budget = budget.saturating_sub(1);
+        let on_frame = |frame| stomp_flow(session, frame, shared, &mut host, actions);
+        if let Err(e) = decoder.resume(&limits, on_frame) {
+            session.fail(&e.to_string(), "the STOMP frame could not be decoded", None, actions);
+        }
+        return Input::Handled;
+    }
+    let mut on_event = |event: Event<'_>| -> websocket::Flow {
+        *budget = budget.saturating_sub(1);
+        match event {
+            Event::Message(payload) => {
+                liveness.read(Instant::now());
+                shared.metrics.stomp_frames_in.fetch_add(1, Ordering::Relaxed);
+                let on_frame = |frame| stomp_flow(session, frame, shared, &mut host, actions);
+                if let Err(e) = decoder.feed(payload, &limits, on_frame) {
+                    session.fail(&e.to_string(), "the STOMP frame could not be decoded", None, actions);
+                    stomp_failed = true;
+                }
+            }
+            Event::Ping(payload) => {
+                if !*close_sent && out.pending() + payload.len() + 2 <= cap {
+                    websocket::pong(payload, &mut out.buf);
+                }
+            }
+            Event::Close(code) => {
+                if !*close_sent {
+                    websocket::close(code, &mut out.buf);
+                    *close_sent = true;
+                }
+                *closing = true;
+                return websocket::Flow::Pause;
+            }
+        }
+        let more = *budget > 0
+            && !stomp_failed
+            && !decoder.is_paused()
+            && !session.is_closed()
+            && !session.is_waiting()
+            && session.wants_read(&shared.session);
+        if more {
+            websocket::Flow::Continue
+        } else {
+            websocket::Flow::Pause
+        }
+    };
+    if inbound.has_pending() {
+        match inbound.resume(&ws_limits, &mut on_event) {
+            Ok(true) => return Input::Handled,
+            Ok(false) => {}
+            Err(e) => return failure_of(e),
+        }
+    }
+    let n = loop {
+        match stream.read(scratch) {
+            // The peer went away (with or without a close frame): nothing to tell it.
+            Ok(0) => return Input::Gone,
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Input::Drained,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Input::Gone,
+        }
+    };
+    match inbound.feed(&mut scratch[..n], &ws_limits, &mut on_event) {
+        Ok(_) => Input::Handled,
+        Err(e) => failure_of(e),
+    }
+}
+
+/// Hands one STOMP frame to the session, and says whether the decoder may go on.
+fn stomp_flow(
+    session: &mut crate::stomp::session::Session<NewChatMessage>,
+    frame: Frame,
+    shared: &crate::shared::Shared,
+    host: &mut StompHost<'_>,
+    actions: &mut Actions,
+) -> Flow {
+    session.on_frame(frame, &shared.session, host, actions);
+    if session.is_closed() {
+        Flow::Stop
+    } else if !session.wants_read(&shared.session) {
+        Flow::Pause
+    } else {
+        Flow::Continue
     }
 }

@@ -439,6 +439,11 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     out.push(0);
 }
 
+/// The length of `s` once escaped by [`escape_into`].
+pub fn escaped_len(s: &str) -> usize {
+    s.len() + s.bytes().filter(|b| matches!(b, b'\\' | b'\n' | b'\r' | b':')).count()
+}
+
 /// Escapes one header value/name per STOMP 1.2 (\\ \n \r \c) into `out` — exposed because fan-out pre-encodes headers.
 pub fn escape_into(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();

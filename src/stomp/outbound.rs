@@ -28,22 +28,68 @@ pub fn wire(f: &Frame) -> Vec<u8> {
 /// `subscription`, `message-id` (the message's id), with `client_ack` an `ack` header
 /// (`<subscription>/<id>`, see `session::ack_id`), `content-length`, the JSON body, NUL.
 pub fn room_message(room: &str, id: i64, body: &str, subscription: &str, client_ack: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160 + 2 * subscription.len() + room.len() + body.len());
-    out.extend_from_slice(b"MESSAGE\ndestination:");
-    out.extend_from_slice(ROOM_PREFIX.as_bytes());
-    out.extend_from_slice(room.as_bytes());
-    out.extend_from_slice(b"\ncontent-type:application/json\nsubscription:");
-    frame::escape_into(subscription, &mut out);
-    let _ = write!(out, "\nmessage-id:{id}");
-    if client_ack {
-        out.extend_from_slice(b"\nack:");
-        frame::escape_into(subscription, &mut out);
-        let _ = write!(out, "/{id}");
-    }
-    let _ = write!(out, "\ncontent-length:{}\n\n", body.len());
-    out.extend_from_slice(body.as_bytes());
-    out.push(0);
+    let message = RoomMessage::new(room, id, body);
+    let mut out = Vec::with_capacity(message.len_for(subscription, client_ack));
+    message.write_for(subscription, client_ack, &mut out);
     out
+}
+
+/// A room `MESSAGE` encoded once per event, for any number of subscribers: everything but the
+/// `subscription` (and `ack`) header is shared, and [`RoomMessage::write_for`] splices those in
+/// while it appends one subscriber's copy to an output buffer, with no allocation of its own.
+#[derive(Debug, Clone)]
+pub struct RoomMessage {
+    /// `MESSAGE`, `destination`, `content-type`, and `subscription:` awaiting its value.
+    head: Vec<u8>,
+    /// The message id, as decimal text.
+    id: String,
+    /// `content-length`, the blank line, the body and the NUL.
+    tail: Vec<u8>,
+}
+
+impl RoomMessage {
+    pub fn new(room: &str, id: i64, body: &str) -> RoomMessage {
+        let mut head = Vec::with_capacity(64 + room.len());
+        head.extend_from_slice(b"MESSAGE\ndestination:");
+        head.extend_from_slice(ROOM_PREFIX.as_bytes());
+        head.extend_from_slice(room.as_bytes());
+        head.extend_from_slice(b"\ncontent-type:application/json\nsubscription:");
+        let mut tail = Vec::with_capacity(24 + body.len());
+        let _ = write!(tail, "\ncontent-length:{}\n\n", body.len());
+        tail.extend_from_slice(body.as_bytes());
+        tail.push(0);
+        RoomMessage {
+            head,
+            id: id.to_string(),
+            tail,
+        }
+    }
+
+    /// The length of the frame for this subscription id and ack mode.
+    pub fn len_for(&self, subscription: &str, client_ack: bool) -> usize {
+        let sub = frame::escaped_len(subscription);
+        let ack = if client_ack {
+            b"\nack:".len() + sub + 1 + self.id.len()
+        } else {
+            0
+        };
+        self.head.len() + sub + b"\nmessage-id:".len() + self.id.len() + ack + self.tail.len()
+    }
+
+    /// Appends the frame for this subscription id and ack mode to `out`.
+    pub fn write_for(&self, subscription: &str, client_ack: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head);
+        frame::escape_into(subscription, out);
+        out.extend_from_slice(b"\nmessage-id:");
+        out.extend_from_slice(self.id.as_bytes());
+        if client_ack {
+            out.extend_from_slice(b"\nack:");
+            frame::escape_into(subscription, out);
+            out.push(b'/');
+            out.extend_from_slice(self.id.as_bytes());
+        }
+        out.extend_from_slice(&self.tail);
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +125,26 @@ mod tests {
             Some(crate::stomp::session::ack_id("s/1", "7").as_str())
         );
         assert_eq!(f.header("ack"), Some("s/1/7"));
+    }
+
+    #[test]
+    fn shared_encoding_gives_each_subscriber_its_own_exact_frame() {
+        let message = RoomMessage::new("room-1", 42, r#"{"m":"a:b"}"#);
+        for (sub, ack) in [("sub-0", false), ("s:1\\x", true), ("", false), ("\n\r", true)] {
+            let mut out = b"before".to_vec();
+            message.write_for(sub, ack, &mut out);
+            assert_eq!(out.len() - 6, message.len_for(sub, ack), "{sub:?}");
+            let Ok(Some((Decoded::Frame(f), used))) = decode(&out[6..], &Limits::default()) else {
+                panic!("does not decode for {sub:?}");
+            };
+            assert_eq!(used, out.len() - 6);
+            assert_eq!(f.header("subscription"), Some(sub));
+            assert_eq!(f.header("message-id"), Some("42"));
+            assert_eq!(f.header("destination"), Some("/topic/chat.room-1"));
+            let expected_ack = format!("{sub}/42");
+            assert_eq!(f.header("ack"), ack.then_some(expected_ack.as_str()));
+            assert_eq!(f.body, br#"{"m":"a:b"}"#);
+        }
     }
 
     #[test]
