@@ -76,7 +76,7 @@ pub struct Inbound {
     raw: Vec<u8>,
     /// Where what is not handed out starts in `raw`.
     start: usize,
-    fragments: Option<Fragments>,
+    fragments: Option<Box<Fragments>>,
 }
 
 impl Inbound {
@@ -178,7 +178,7 @@ impl Inbound {
 /// Hands out the whole frames at the start of `buf`; returns how many bytes they took.
 fn frames(
     buf: &mut [u8],
-    fragments: &mut Option<Fragments>,
+    fragments: &mut Option<Box<Fragments>>,
     limits: &Limits,
     on_event: &mut impl FnMut(Event<'_>) -> Flow,
     handed: &mut bool,
@@ -246,10 +246,10 @@ fn frames(
                     *handed = true;
                     on_event(Event::Message(payload))
                 } else {
-                    *fragments = Some(Fragments {
+                    *fragments = Some(Box::new(Fragments {
                         text,
                         payload: payload.to_vec(),
-                    });
+                    }));
                     Flow::Continue
                 }
             }

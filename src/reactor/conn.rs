@@ -50,10 +50,12 @@ pub struct SseConn {
     pub state: EventStream,
 }
 
+/// Every kind boxed: a slab slot stays a few words, whatever the kind (slots are allocated for
+/// the most connections a reactor has held at once).
 pub enum Conn {
-    Http(HttpConn),
+    Http(Box<HttpConn>),
     Ws(Box<WsConn>),
-    Sse(SseConn),
+    Sse(Box<SseConn>),
     /// Transient, while an HTTP connection becomes a WebSocket or a stream.
     Switching,
 }

@@ -168,7 +168,7 @@ impl Reactor {
         };
         let HttpConn {
             stream, state, mut out, ..
-        } = http;
+        } = *http;
         // Anything answered before (pipelined) goes first, then the 101.
         if out.written > 0 {
             out.buf.drain(..out.written);

@@ -244,12 +244,12 @@ impl Reactor {
             entry.insert(Slot {
                 generation,
                 dirty: false,
-                conn: Conn::Http(conn::HttpConn {
+                conn: Conn::Http(Box::new(conn::HttpConn {
                     stream,
                     peer,
                     out: conn::OutBuf::default(),
                     state: HttpState::new(Instant::now()),
-                }),
+                })),
             });
             metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
             metrics.connections_open.fetch_add(1, Ordering::Relaxed);

@@ -44,10 +44,10 @@ impl Reactor {
         let Conn::Http(http) = std::mem::replace(&mut slot.conn, Conn::Switching) else {
             return;
         };
-        let HttpConn { stream, mut out, .. } = http;
+        let HttpConn { stream, mut out, .. } = *http;
         out.buf
             .extend_from_slice(sse::wire::opening(&opened.claims.sub, &cors).as_bytes());
-        slot.conn = Conn::Sse(SseConn { stream, out, state });
+        slot.conn = Conn::Sse(Box::new(SseConn { stream, out, state }));
         self.shared.metrics.count_status(200);
         self.shared.metrics.event_streams_open.fetch_add(1, Ordering::Relaxed);
         self.mark_dirty(token);

@@ -416,6 +416,8 @@ impl<S> Session<S> {
             // Takes effect once the store says the user may enter the room (`access.rs`).
             return self.check_room(id, room, ack, receipt, out);
         }
+        // Most sessions hold one or two subscriptions: grow by one, not by four.
+        self.subscriptions.reserve_exact(1);
         self.subscriptions.push(Subscription {
             id: id.to_owned(),
             destination,
