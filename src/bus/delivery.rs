@@ -97,10 +97,10 @@ impl Bus {
             let room = event.room.clone();
             if !order.rooms.is_watched(&room) {
                 // The reactor joined a moment ago and the sync thread has not seen the change yet.
-                if self.interest.reactors([&Topic::Room(room.clone())]) == 0 {
+                let Some(since) = self.interest.since(&Topic::Room(room.clone())) else {
                     continue;
-                }
-                order.rooms.watch(&room, now);
+                };
+                order.rooms.watch(&room, since);
             }
             let linked = Sequenced {
                 id: event.id,
@@ -115,10 +115,10 @@ impl Bus {
         for event in committed.notifications {
             let user = event.recipient.clone();
             if !order.users.is_watched(&user) {
-                if self.interest.reactors([&Topic::User(user.clone())]) == 0 {
+                let Some(since) = self.interest.since(&Topic::User(user.clone())) else {
                     continue;
-                }
-                order.users.watch(&user, now);
+                };
+                order.users.watch(&user, since);
             }
             let linked = Sequenced {
                 id: event.id,
@@ -181,7 +181,9 @@ impl Bus {
 
     /// Starts ordering a topic the node gained.
     pub(crate) fn watch(&self, topic: &Topic) {
-        let now = Instant::now();
+        // From when its first listener arrived: a SEND accepted since then must be delivered,
+        // even if its commit is read by the baseline before its event gets here.
+        let now = self.interest.since(topic).unwrap_or_else(Instant::now);
         let mut order = self.lock_order();
         match topic {
             Topic::Room(room) => order.rooms.watch(room, now),

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -32,7 +33,8 @@ pub enum InterestChange {
 /// The interest registry shared by the reactors of one node.
 #[derive(Default)]
 pub struct Interest {
-    masks: Mutex<HashMap<Topic, u64>>,
+    /// Each topic's reactors, and when its first local listener arrived.
+    masks: Mutex<HashMap<Topic, (u64, Instant)>>,
     watcher: OnceLock<Sender<InterestChange>>,
 }
 
@@ -41,7 +43,7 @@ impl Interest {
     pub fn join(&self, reactor: usize, topic: Topic) {
         let bit = 1u64 << reactor;
         let mut masks = self.masks.lock().unwrap_or_else(PoisonError::into_inner);
-        let mask = masks.entry(topic.clone()).or_insert(0);
+        let (mask, _) = masks.entry(topic.clone()).or_insert((0, Instant::now()));
         let was_empty = *mask == 0;
         *mask |= bit;
         if was_empty {
@@ -53,7 +55,7 @@ impl Interest {
     pub fn leave(&self, reactor: usize, topic: &Topic) {
         let bit = 1u64 << reactor;
         let mut masks = self.masks.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(mask) = masks.get_mut(topic) else {
+        let Some((mask, _)) = masks.get_mut(topic) else {
             return;
         };
         *mask &= !bit;
@@ -68,7 +70,14 @@ impl Interest {
         let masks = self.masks.lock().unwrap_or_else(PoisonError::into_inner);
         topics
             .into_iter()
-            .fold(0, |acc, t| acc | masks.get(t).copied().unwrap_or(0))
+            .fold(0, |acc, t| acc | masks.get(t).map_or(0, |(mask, _)| *mask))
+    }
+
+    /// When the first local listener of `topic` arrived (it has one now), so that the topic's
+    /// delivery starts from then, not from when another thread noticed.
+    pub fn since(&self, topic: &Topic) -> Option<Instant> {
+        let masks = self.masks.lock().unwrap_or_else(PoisonError::into_inner);
+        masks.get(topic).map(|(_, since)| *since)
     }
 
     /// Every topic this node listens to now (to subscribe afresh after a reconnect).

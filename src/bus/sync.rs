@@ -179,8 +179,10 @@ impl Sync {
         }
     }
 
-    /// Where a topic watched at `watched` starts: its last row from before then. A single node
-    /// sees every commit as an event after the watch (held until this answer), so that is exact.
+    /// Where a topic watched at `watched` (when its first local listener arrived) starts: its
+    /// last row from before then. A SEND accepted since then is stamped later, so it lies after
+    /// the start whether its commit comes before this read or after it; on a single node every
+    /// commit's event reaches the sequencer after the watch and is held until this answer.
     /// In a cluster, what another node published before Redis confirmed this node's subscription
     /// never arrives: the start moves [`BASELINE_MARGIN`] earlier, and the check that follows the
     /// subscription reads what lies beyond it — at worst a message from just before the watch is
@@ -192,7 +194,11 @@ impl Sync {
         } else {
             0
         };
-        let before_ms = now_ms().saturating_sub(since_watched).saturating_sub(margin);
+        // One millisecond more: a SEND accepted in the millisecond of the watch is after it.
+        let before_ms = now_ms()
+            .saturating_sub(since_watched)
+            .saturating_sub(margin)
+            .saturating_sub(1);
         let start = self.worker.with(|db| match &topic {
             Topic::Room(room) => db.room_start(room, before_ms),
             Topic::User(user) => db.notification_start(user, before_ms),
@@ -378,6 +384,75 @@ mod tests {
             bus.metrics().cluster_gap_fills.load(Relaxed) >= 3,
             "three pages at least"
         );
+        pool.shutdown(Instant::now() + Duration::from_secs(5));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    /// A SEND accepted after a room's first local listener arrived is delivered, even when its
+    /// commit is already in the store when the room's baseline is read and its event comes
+    /// after that read (the sync thread noticed the new listener late).
+    #[test]
+    fn a_send_after_the_first_listener_is_delivered_whenever_the_baseline_is_read() {
+        let path = std::env::temp_dir().join(format!("herald-sync-late-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let url = StoreUrl::parse(&format!("sqlite://{}", path.display())).expect("url");
+        let db_config = DatabaseConfig {
+            url: url.redacted(),
+            workers: 1,
+            ..DatabaseConfig::default()
+        };
+        let pool = StorePool::start(url.clone(), &db_config, None, Arc::new(Metrics::default()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !pool.is_up() {
+            assert!(Instant::now() < deadline, "the store never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let poll = mio::Poll::new().expect("poll");
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
+        let (handles, receivers) = inboxes(vec![waker]);
+        let bus = Arc::new(Bus::new(handles, Outlet::Local));
+        let mut store = url.open().expect("open");
+        let earlier = store.commit_chat(&[message("late", 0)]).expect("commit");
+
+        // The first listener arrives; a SEND is accepted after it and committed.
+        let topic = Topic::Room("late".into());
+        bus.interest().join(0, topic.clone());
+        std::thread::sleep(Duration::from_millis(5));
+        let mut send = message("late", 1);
+        send.sent_at_ms = crate::clock::now_ms();
+        let committed = store.commit_chat(&[send]).expect("commit");
+        let id = committed.messages[0].id;
+
+        // Only now is the room watched and its baseline read; the event comes after that.
+        start(&bus, &pool, &ClusterConfig::default(), None);
+        bus.watch(&topic);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let start = loop {
+            if let Some((_, at)) = bus.positions().rooms.iter().find(|(room, _)| &**room == "late") {
+                break *at;
+            }
+            assert!(Instant::now() < deadline, "no baseline");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(
+            start, earlier.messages[0].id,
+            "the start is the last message before the listener"
+        );
+        bus.publish(Committed::of(&committed));
+
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.is_empty() && Instant::now() < deadline {
+            for msg in receivers[0].try_iter() {
+                if let ReactorMsg::Chat(events) = msg {
+                    got.extend(events.iter().map(|e| e.id));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(got, vec![id], "the SEND made after the listener arrived is delivered");
         pool.shutdown(Instant::now() + Duration::from_secs(5));
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

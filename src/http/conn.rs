@@ -178,6 +178,27 @@ impl HttpState {
     }
 
     /// What is due at `now`; `output_empty` says whether anything waits to be written.
+    /// When [`HttpState::on_timer`] may next have something to do, as of `now`: the running
+    /// request's header deadline or the idle connection's keep-alive end, and at the latest the
+    /// shorter of the two timeouts from now (a deadline a later request creates is never nearer).
+    pub fn next_check(
+        &self,
+        now: Instant,
+        header_timeout: Duration,
+        keepalive: Duration,
+        output_empty: bool,
+    ) -> Instant {
+        let mut next = now + header_timeout.min(keepalive);
+        if self.pending.is_none() && !self.close_after_write {
+            if let Some(started) = self.request_started {
+                next = next.min(started + header_timeout);
+            } else if output_empty {
+                next = next.min(self.last_activity + keepalive);
+            }
+        }
+        next
+    }
+
     pub fn on_timer(&mut self, now: Instant, header_timeout: Duration, keepalive: Duration, output_empty: bool) -> Due {
         if self.pending.is_some() || self.close_after_write {
             return Due::Nothing;

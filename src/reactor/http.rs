@@ -202,6 +202,7 @@ impl Reactor {
         self.shared.metrics.count_status(101);
         self.shared.metrics.websockets_open.fetch_add(1, Ordering::Relaxed);
         self.mark_dirty(token);
+        self.schedule_timer(token, Instant::now());
         // Bytes that came with the upgrade request (a CONNECT sent right away) are read now.
         self.read_again.push(token);
     }

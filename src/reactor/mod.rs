@@ -18,6 +18,7 @@ mod conn;
 mod fanout;
 mod http;
 mod sse;
+mod timers;
 mod ws;
 
 use std::io;
@@ -47,6 +48,8 @@ const READ_BUDGET: usize = 256;
 struct Slot {
     generation: u32,
     dirty: bool,
+    /// The timer tick this connection is filed under (see `timers`).
+    filed: u64,
     conn: Conn,
 }
 
@@ -74,6 +77,9 @@ pub struct Reactor {
     /// Every WebSocket read lands here first; a connection keeps only a frame cut by the end
     /// of a read (`chat.ws_read_buffer_bytes`).
     scratch: Vec<u8>,
+    /// Connections by the tick at which they next need a look.
+    timers: timers::Wheel,
+    due: Vec<(usize, u64)>,
 }
 
 /// Fails with `AddrInUse` when anything already listens on `addr` — another process included.
@@ -134,6 +140,8 @@ impl Reactor {
             dirty: Vec::new(),
             read_again: Vec::new(),
             scratch: vec![0; scratch_bytes],
+            timers: timers::Wheel::new(Instant::now(), TICK),
+            due: Vec::new(),
         })
     }
 
@@ -244,6 +252,7 @@ impl Reactor {
             entry.insert(Slot {
                 generation,
                 dirty: false,
+                filed: 0,
                 conn: Conn::Http(Box::new(conn::HttpConn {
                     stream,
                     peer,
@@ -253,6 +262,7 @@ impl Reactor {
             });
             metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
             metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+            self.schedule_timer(token, Instant::now());
         }
     }
 
@@ -338,11 +348,15 @@ impl Reactor {
         self.dirty.clear();
     }
 
+    /// Looks at the connections that are due (not at every connection), and files each again
+    /// under the tick of its next deadline.
     fn on_tick(&mut self, now: Instant) {
-        let tokens: Vec<usize> = self.slots.iter().map(|(k, s)| token_of(k, s.generation)).collect();
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.due(now, &mut due);
         let now_secs = crate::clock::now_secs();
-        for token in tokens {
-            let Some(slot) = self.slot_mut(token) else {
+        for (token, tick) in due.drain(..) {
+            let Some(slot) = self.slot_mut(token).filter(|s| s.filed == tick) else {
+                // Closed, or filed earlier since: this entry is stale.
                 continue;
             };
             match &slot.conn {
@@ -351,7 +365,43 @@ impl Reactor {
                 Conn::Sse(_) => self.sse_tick(token, now, now_secs),
                 Conn::Switching => {}
             }
+            self.schedule_timer(token, now);
         }
+        self.due = due;
+    }
+
+    /// Files a connection under the tick of its nearest deadline (if nearer than where it is
+    /// filed): after it opens, changes kind, or a CONNECT set its token's expiry and heart-beats.
+    fn schedule_timer(&mut self, token: usize, now: Instant) {
+        let config = &self.shared.config;
+        let (key, generation) = slot_of(token);
+        let Some(slot) = self.slots.get_mut(key).filter(|s| s.generation == generation) else {
+            return;
+        };
+        let at = match &slot.conn {
+            Conn::Http(c) => c.state.next_check(
+                now,
+                config.header_timeout(),
+                config.keepalive_timeout(),
+                c.out.is_empty(),
+            ),
+            Conn::Ws(c) => c.liveness.next_check(
+                &c.session,
+                c.closing,
+                now,
+                crate::clock::now_secs(),
+                config.header_timeout(),
+                TICK,
+            ),
+            Conn::Sse(c) => c.state.next_check(
+                now,
+                crate::clock::now_secs(),
+                Duration::from_millis(config.notifications.ping_interval_ms),
+                TICK,
+            ),
+            Conn::Switching => now + TICK,
+        };
+        self.timers.schedule(token, at, &mut slot.filed);
     }
 
     fn stop_accepting(&mut self) {

@@ -51,6 +51,7 @@ impl Reactor {
         self.shared.metrics.count_status(200);
         self.shared.metrics.event_streams_open.fetch_add(1, Ordering::Relaxed);
         self.mark_dirty(token);
+        self.schedule_timer(token, std::time::Instant::now());
     }
 
     /// Queues the read of the next replay page on a worker; false when the queue is full.

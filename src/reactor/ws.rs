@@ -174,6 +174,8 @@ impl Reactor {
                         c.user = Some(username.as_str().into());
                     }
                     self.index_user(&username, token);
+                    // The token's expiry and the heart-beats are known now.
+                    self.schedule_timer(token, Instant::now());
                 }
                 Action::CheckRoom { room, subscription } => {
                     self.hold_room(token, &room, &subscription);

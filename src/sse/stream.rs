@@ -81,6 +81,27 @@ impl EventStream {
         }
     }
 
+    /// When [`EventStream::on_timer`] may next have something to do, as of `now`: its nearest
+    /// deadline, and at the latest [`CLOSING_GRACE`] from now.
+    pub fn next_check(&self, now: Instant, now_secs: i64, ping: Duration, tick: Duration) -> Instant {
+        let mut next = now + CLOSING_GRACE;
+        let mut at = |deadline: Instant| next = next.min(deadline);
+        if self.closing {
+            at(self.last_write + CLOSING_GRACE + Duration::from_millis(1));
+            return next;
+        }
+        let left = u64::try_from(self.expires_at_secs.saturating_sub(now_secs)).unwrap_or(0);
+        if let Some(expiry) = now.checked_add(Duration::from_secs(left)) {
+            at(expiry);
+        }
+        if !ping.is_zero() {
+            if let Some(quiet) = self.last_write.checked_add(ping) {
+                at(quiet.checked_sub(tick / 2).unwrap_or(now));
+            }
+        }
+        next
+    }
+
     /// What is due at `now` (`now_secs`: Unix time); pings every `ping` (a little early, by up
     /// to half a `tick`).
     pub fn on_timer(&mut self, now: Instant, now_secs: i64, ping: Duration, tick: Duration) -> Due {

@@ -53,6 +53,51 @@ impl Liveness {
         self.last_write = now;
     }
 
+    /// When [`Liveness::on_timer`] may next have something to do, as of `now`: the earliest
+    /// deadline the session has, and at the latest [`CLOSING_GRACE`] from now (a deadline that
+    /// a later event creates — a close, a CONNECT's heart-beats — is never nearer than that
+    /// after the event, except the token's expiry, which the reactor schedules at CONNECT).
+    pub fn next_check<S>(
+        &self,
+        session: &Session<S>,
+        closing: bool,
+        now: Instant,
+        now_secs: i64,
+        connect_timeout: Duration,
+        tick: Duration,
+    ) -> Instant {
+        let mut next = now + CLOSING_GRACE;
+        let mut at = |deadline: Instant| next = next.min(deadline);
+        if closing {
+            at(self.last_write + CLOSING_GRACE + Duration::from_millis(1));
+            return next;
+        }
+        let Some(principal) = session.principal() else {
+            at(self.opened + connect_timeout);
+            return next;
+        };
+        let left = u64::try_from(principal.expires_at_secs.saturating_sub(now_secs)).unwrap_or(0);
+        if let Some(expiry) = now.checked_add(Duration::from_secs(left)) {
+            at(expiry);
+        }
+        let expect = session.expect_heartbeat_ms;
+        if expect > 0 {
+            if let Some(silent) = self
+                .last_read
+                .checked_add(Duration::from_millis(expect.saturating_mul(2).saturating_add(1)))
+            {
+                at(silent);
+            }
+        }
+        let send = session.send_heartbeat_ms;
+        if send > 0 {
+            if let Some(quiet) = self.last_write.checked_add(Duration::from_millis(send)) {
+                at(quiet.checked_sub(tick).unwrap_or(now));
+            }
+        }
+        next
+    }
+
     /// What is due at `now` (`now_secs`: Unix time, for the token's expiry). `connect_timeout`
     /// bounds the wait for CONNECT; `tick` is the timer period, so that a heart-beat goes out a
     /// little early rather than late.
@@ -88,7 +133,7 @@ impl Liveness {
             };
         }
         let expect = session.expect_heartbeat_ms;
-        if expect > 0 && now.duration_since(self.last_read) > Duration::from_millis(expect * 2) {
+        if expect > 0 && now.duration_since(self.last_read) > Duration::from_millis(expect.saturating_mul(2)) {
             return Due::Fail {
                 message: "heart-beat timeout",
                 detail: "no frame or heart-beat received in time",
@@ -204,5 +249,61 @@ mod tests {
             l.on_timer(&s, true, t0 + CLOSING_GRACE + TICK, 100, CONNECT, TICK),
             Due::Drop
         );
+    }
+
+    #[test]
+    fn nothing_is_due_before_next_check_and_something_may_be_at_it() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let unconnected = Session::<()>::new();
+        let cases: Vec<(&str, Session<()>, bool, i64)> = vec![
+            ("before CONNECT", unconnected, false, 0),
+            ("heart-beats both ways", session("10000,10000", i64::MAX), false, 0),
+            ("no heart-beats, token expires in 2 s", session("0,0", 2), false, 0),
+            ("closing", session("10000,10000", i64::MAX), true, 0),
+        ];
+        for (what, s, closing, now_secs) in cases {
+            let mut l = Liveness::new(t0);
+            l.read(t0 + ms(300));
+            l.wrote(t0 + ms(700));
+            let now = t0 + ms(1000);
+            let next = l.next_check(&s, closing, now, now_secs, CONNECT, TICK);
+            assert!(next > now && next <= now + CLOSING_GRACE, "{what}: {next:?}");
+            // Nothing is missed by looking only then: every instant before it is quiet.
+            let mut at = now;
+            while at < next {
+                let secs = now_secs + i64::try_from(at.duration_since(now).as_secs()).unwrap_or(0);
+                assert_eq!(
+                    l.clone().on_timer(&s, closing, at, secs, CONNECT, TICK),
+                    Due::Nothing,
+                    "{what} at {at:?}"
+                );
+                at += ms(50);
+            }
+        }
+        // The token's expiry is the deadline when it is the nearest.
+        let s = session("0,0", 2);
+        let l = Liveness::new(t0);
+        assert_eq!(
+            l.next_check(&s, false, t0, 0, CONNECT, TICK),
+            t0 + Duration::from_secs(2)
+        );
+        assert_eq!(
+            Liveness::new(t0).on_timer(&s, false, t0 + Duration::from_secs(2), 2, CONNECT, TICK),
+            Due::Fail {
+                message: "token expired",
+                detail: "reconnect with a fresh access token"
+            }
+        );
+    }
+
+    #[test]
+    fn a_huge_heart_beat_from_the_client_neither_panics_nor_times_out_at_once() {
+        let t0 = Instant::now();
+        let s = session("18446744073709551615,18446744073709551615", i64::MAX);
+        let mut l = Liveness::new(t0);
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(l.on_timer(&s, false, later, 60, CONNECT, TICK), Due::Nothing);
+        assert!(l.next_check(&s, false, later, 60, CONNECT, TICK) <= later + CLOSING_GRACE);
     }
 }
