@@ -25,7 +25,7 @@ cd "$ROOT"
 
 SECONDS_EACH="${1:-60}"
 shift || true
-ALL_TARGETS=(stomp_frame stomp_decoder http_request http_conn cluster_envelope)
+ALL_TARGETS=(stomp_frame stomp_decoder http_request http_conn cluster_envelope ws_inbound)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 SANITIZER="${FUZZ_SANITIZER:-address}"
 
@@ -60,6 +60,7 @@ dict_of() {
   case "$1" in
     http_*) echo fuzz/dicts/http.dict ;;
     stomp_*) echo fuzz/dicts/stomp.dict ;;
+    ws_*) echo fuzz/dicts/ws_inbound.dict ;;
   esac
 }
 

@@ -206,6 +206,16 @@ fn frames(
             Ok(n) if n <= limits.max_message => n,
             _ => return Err(Error::TooLarge),
         };
+        // A continuation is refused from its header too when the message would go over the
+        // limit: a connection never holds more than the limit of one message (and a control
+        // frame) however its fragments come.
+        if header.opcode == OpCode::Data(Data::Continue)
+            && fragments
+                .as_ref()
+                .is_some_and(|f| f.payload.len() + length > limits.max_message)
+        {
+            return Err(Error::TooLarge);
+        }
         let end = used + head + length;
         if buf.len() < end {
             return Ok(used);
@@ -455,6 +465,11 @@ mod tests {
         let half = vec![b'x'; 32 * 1024 + 1];
         let fragmented = [client(2, false, &half), client(0, true, &half)].concat();
         assert_eq!(events(&fragmented), Err(Error::TooLarge));
+        // The continuation that would cross it is refused from its header: the connection does
+        // not hold the first fragment plus most of the second.
+        let first = client(2, false, &half);
+        let second = client(0, true, &half);
+        assert_eq!(events(&[&first[..], &second[..14]].concat()), Err(Error::TooLarge));
     }
 
     #[test]
