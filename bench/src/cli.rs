@@ -483,6 +483,8 @@ impl CompareConfig {
         let mut cfg = self.base.clone();
         cfg.target = t.target;
         cfg.ws = t.ws.clone();
+        // Every connection goes to this target (the base's node list is the default URL's).
+        cfg.nodes = vec![t.ws.clone()];
         cfg.http = Endpoint {
             path: "/".into(),
             ..t.ws.clone()

@@ -345,6 +345,19 @@ mod tests {
     }
 
     #[test]
+    fn every_connection_of_a_phase_goes_to_its_target() {
+        let cc = cc("--herald-url ws://127.0.0.1:28080/ws/chat --reference-url ws://127.0.0.1:28081/ws/chat");
+        for t in &cc.targets {
+            for idle in [true, false] {
+                let cfg = cc.phase(t, idle, 1);
+                assert_eq!(cfg.nodes.len(), 1);
+                assert_eq!(cfg.nodes[0].addr, t.ws.addr, "{:?}", t.target.name());
+                assert_eq!(cfg.ws.addr, t.ws.addr);
+            }
+        }
+    }
+
+    #[test]
     fn ratios_divide_by_the_reference_and_skip_missing_figures() {
         let cc = cc("--targets herald,reference,rabbitmq");
         let mut results = Map::new();
