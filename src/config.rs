@@ -245,7 +245,7 @@ impl Default for ChatConfig {
             max_subscriptions: 100,
             outbound_buffer_bytes: 1024 * 1024,
             heartbeat_ms: 10_000,
-            ws_read_buffer_bytes: 2048,
+            ws_read_buffer_bytes: 65536,
             max_open_transactions: 16,
             max_transaction_sends: 1000,
             max_inflight_sends: 256,

@@ -81,7 +81,14 @@ pub struct Inbound {
 
 impl Inbound {
     /// An inbound side that starts with bytes read before the upgrade was answered.
-    pub fn with_input(raw: Vec<u8>) -> Inbound {
+    pub fn with_input(mut raw: Vec<u8>) -> Inbound {
+        // The HTTP read buffer it comes from may be much larger than what it holds: an idle
+        // session must not keep it.
+        if raw.is_empty() {
+            raw = Vec::new();
+        } else {
+            raw.shrink_to_fit();
+        }
         Inbound {
             raw,
             start: 0,
@@ -470,6 +477,26 @@ mod tests {
         let first = client(2, false, &half);
         let second = client(0, true, &half);
         assert_eq!(events(&[&first[..], &second[..14]].concat()), Err(Error::TooLarge));
+    }
+
+    #[test]
+    fn the_upgrade_requests_read_buffer_is_not_kept() {
+        let inbound = Inbound::with_input(Vec::with_capacity(8192));
+        assert_eq!(inbound.raw.capacity(), 0);
+        let mut early = Vec::with_capacity(8192);
+        early.extend_from_slice(&client(1, true, b"CONNECT\n\n\0"));
+        let mut inbound = Inbound::with_input(early);
+        assert!(inbound.raw.capacity() < 64);
+        let mut got = Vec::new();
+        assert_eq!(
+            inbound.resume(&LIMITS, |e| {
+                got.push(format!("{e:?}"));
+                Flow::Continue
+            }),
+            Ok(true)
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(inbound.raw.capacity(), 0);
     }
 
     #[test]

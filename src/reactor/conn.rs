@@ -148,3 +148,54 @@ pub fn drain(stream: &mut TcpStream) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes at most `room` bytes, then would block.
+    struct Socket {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Socket {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.taken.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn memory_is_returned_after_a_burst_and_only_the_pending_part_is_kept_meanwhile() {
+        let mut out = OutBuf::default();
+        let burst: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        out.buf.extend_from_slice(&burst);
+        let mut socket = Socket {
+            taken: Vec::new(),
+            room: 150_000,
+        };
+        // The socket takes part of it: what was written is dropped from the buffer.
+        assert_eq!(out.flush_to(&mut socket), Flush::Blocked);
+        assert_eq!(out.pending(), 50_000);
+        assert_eq!(out.buf.len(), 50_000, "the written part is not kept");
+        // The client reads the rest: everything arrives once, in order, and the memory goes back.
+        socket.room = usize::MAX;
+        assert_eq!(out.flush_to(&mut socket), Flush::Done);
+        out.release_if_drained();
+        assert_eq!(out.buf.capacity(), 0, "a drained buffer holds no memory");
+        assert_eq!(socket.taken, burst);
+        // Nothing pending: releasing is a no-op, and a small write is kept until it is written.
+        out.buf.extend_from_slice(b"x");
+        out.release_if_drained();
+        assert_eq!(out.pending(), 1);
+    }
+}

@@ -333,7 +333,11 @@ impl Reactor {
                     conn::Flush::Failed => true,
                 },
                 Conn::Sse(c) => match c.out.flush_to(&mut c.stream) {
-                    conn::Flush::Done => c.state.is_closing(),
+                    conn::Flush::Done => {
+                        // An idle stream keeps no buffer either.
+                        c.out.release_if_drained();
+                        c.state.is_closing()
+                    }
                     conn::Flush::Blocked => false,
                     conn::Flush::Failed => true,
                 },

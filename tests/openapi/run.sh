@@ -39,6 +39,14 @@ WORK="$(mktemp -d)"
 SERVER_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  # The probes' extra servers (started inside command substitutions: their PIDs are in a file).
+  if [ -f "$WORK/extra.pids" ]; then
+    # shellcheck disable=SC2046
+    kill -TERM $(cat "$WORK/extra.pids") 2>/dev/null || true
+    sleep 0.5
+    # shellcheck disable=SC2046
+    kill -KILL $(cat "$WORK/extra.pids") 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -110,14 +118,13 @@ if [ "$status" -eq 0 ]; then
     printf '%s\n' 'dev = true' "$@" >"$WORK/$name.toml"
     HERALD_BIND="127.0.0.1:$port" HERALD_DATABASE_URL="$url" HERALD_DEV=1 HERALD_REACTORS=1 RUST_LOG=error \
       "$HERALD_BIN" --config "$WORK/$name.toml" >"$WORK/$name.log" 2>&1 &
-    EXTRA_PIDS="$EXTRA_PIDS $!"
+    echo "$!" >>"$WORK/extra.pids" # this runs in a subshell: a variable would not reach cleanup
     for _ in $(seq 1 100); do
       curl -s -o /dev/null "http://127.0.0.1:$port/health" && break
       sleep 0.1
     done
     echo "http://127.0.0.1:$port"
   }
-  EXTRA_PIDS=""
   [ -x "$HERALD_BIN" ] || (cd "$ROOT" && cargo build --quiet --bin herald) || fail "cargo build failed"
   STRICT_URL="$(start_extra strict "sqlite://$WORK/strict.db" '[server]' 'trusted_proxies = ["127.0.0.1"]' '[rooms]' 'max_members = 2')"
   # Nothing listens on port 1: the store stays down, and the server answers 503 for what needs it.
@@ -126,7 +133,8 @@ if [ "$status" -eq 0 ]; then
   echo "== probes (status_coverage): main $HERALD_URL, strict $STRICT_URL, store down $DOWN_URL"
   "$VENV/bin/python" "$HERE/probes.py" --main "$HERALD_URL" --strict "$STRICT_URL" --down "$DOWN_URL" \
     --out "$REPORTS/probes.json" || status=1
-  kill -TERM $EXTRA_PIDS 2>/dev/null || true
+  # shellcheck disable=SC2046
+  kill -TERM $(cat "$WORK/extra.pids") 2>/dev/null || true
   coverage_reports=("$REPORTS/schemathesis.har" "$REPORTS/probes.json")
   NEWMAN="$ROOT/tests/node/node_modules/.bin/newman"
   if [ -x "$NEWMAN" ]; then
