@@ -25,12 +25,13 @@ pub enum Due {
     Drop,
 }
 
-/// When a connection last did what.
+/// When a connection last did what: the last read and write as milliseconds since it opened
+/// (every idle connection holds one of these; two instants fewer is 16 bytes each).
 #[derive(Debug, Clone, Copy)]
 pub struct Liveness {
     opened: Instant,
-    last_read: Instant,
-    last_write: Instant,
+    last_read_ms: u64,
+    last_write_ms: u64,
 }
 
 impl Liveness {
@@ -38,19 +39,32 @@ impl Liveness {
     pub fn new(now: Instant) -> Liveness {
         Liveness {
             opened: now,
-            last_read: now,
-            last_write: now,
+            last_read_ms: 0,
+            last_write_ms: 0,
         }
+    }
+
+    /// Milliseconds from the opening to `at`.
+    fn since_opened(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.opened).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn last_read(&self) -> Instant {
+        self.opened + Duration::from_millis(self.last_read_ms)
+    }
+
+    fn last_write(&self) -> Instant {
+        self.opened + Duration::from_millis(self.last_write_ms)
     }
 
     /// Something arrived from the peer.
     pub fn read(&mut self, now: Instant) {
-        self.last_read = now;
+        self.last_read_ms = self.since_opened(now);
     }
 
     /// Something was queued for the peer.
     pub fn wrote(&mut self, now: Instant) {
-        self.last_write = now;
+        self.last_write_ms = self.since_opened(now);
     }
 
     /// When [`Liveness::on_timer`] may next have something to do, as of `now`: the earliest
@@ -69,7 +83,7 @@ impl Liveness {
         let mut next = now + CLOSING_GRACE;
         let mut at = |deadline: Instant| next = next.min(deadline);
         if closing {
-            at(self.last_write + CLOSING_GRACE + Duration::from_millis(1));
+            at(self.last_write() + CLOSING_GRACE + Duration::from_millis(1));
             return next;
         }
         let Some(principal) = session.principal() else {
@@ -83,7 +97,7 @@ impl Liveness {
         let expect = session.expect_heartbeat_ms;
         if expect > 0 {
             if let Some(silent) = self
-                .last_read
+                .last_read()
                 .checked_add(Duration::from_millis(expect.saturating_mul(2).saturating_add(1)))
             {
                 at(silent);
@@ -91,7 +105,7 @@ impl Liveness {
         }
         let send = session.send_heartbeat_ms;
         if send > 0 {
-            if let Some(quiet) = self.last_write.checked_add(Duration::from_millis(send)) {
+            if let Some(quiet) = self.last_write().checked_add(Duration::from_millis(send)) {
                 at(quiet.checked_sub(tick).unwrap_or(now));
             }
         }
@@ -111,14 +125,14 @@ impl Liveness {
         tick: Duration,
     ) -> Due {
         if closing {
-            return if now.duration_since(self.last_write) > CLOSING_GRACE {
+            return if now.saturating_duration_since(self.last_write()) > CLOSING_GRACE {
                 Due::Drop
             } else {
                 Due::Nothing
             };
         }
         let Some(principal) = session.principal() else {
-            if now.duration_since(self.opened) >= connect_timeout {
+            if now.saturating_duration_since(self.opened) >= connect_timeout {
                 return Due::Fail {
                     message: "connect timeout",
                     detail: "no CONNECT frame received in time",
@@ -133,7 +147,9 @@ impl Liveness {
             };
         }
         let expect = session.expect_heartbeat_ms;
-        if expect > 0 && now.duration_since(self.last_read) > Duration::from_millis(expect.saturating_mul(2)) {
+        if expect > 0
+            && now.saturating_duration_since(self.last_read()) > Duration::from_millis(expect.saturating_mul(2))
+        {
             return Due::Fail {
                 message: "heart-beat timeout",
                 detail: "no frame or heart-beat received in time",
@@ -141,8 +157,8 @@ impl Liveness {
         }
         let send = session.send_heartbeat_ms;
         // Send a little early so that the client (which allows some slack) never times out.
-        if send > 0 && now.duration_since(self.last_write) + tick >= Duration::from_millis(send) {
-            self.last_write = now;
+        if send > 0 && now.saturating_duration_since(self.last_write()) + tick >= Duration::from_millis(send) {
+            self.wrote(now);
             return Due::Heartbeat;
         }
         Due::Nothing

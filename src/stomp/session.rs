@@ -85,8 +85,8 @@ pub struct Subscription {
     pub id: String,
     pub destination: Destination,
     pub ack: AckMode,
-    /// What a client-mode subscription was sent (empty in `auto` mode).
-    ledger: AckLedger,
+    /// What a client-mode subscription was sent (none in `auto` mode: most subscriptions).
+    ledger: Option<Box<AckLedger>>,
 }
 
 /// An application-level refusal of a SEND, told on `/user/queue/errors` (the session stays open).
@@ -422,7 +422,7 @@ impl<S> Session<S> {
             id: id.to_owned(),
             destination,
             ack,
-            ledger: AckLedger::default(),
+            ledger: None,
         });
         if let Some(r) = receipt {
             out.push(Action::Send(receipt_frame(&r)));

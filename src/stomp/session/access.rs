@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use super::acks::{AckLedger, AckMode};
+use super::acks::AckMode;
 use super::{Action, Destination, Host, Out, Session, SessionConfig, Subscription, ERRORS_QUEUE};
 use crate::stomp::frame::{Command, Frame};
 use crate::text::Text;
@@ -35,8 +35,9 @@ struct PendingSubscribe {
 /// At most one room SUBSCRIBE waiting, and the frames that came after it.
 #[derive(Debug, Default)]
 pub(super) struct RoomGate {
-    pending: Option<PendingSubscribe>,
-    held: VecDeque<Frame>,
+    pending: Option<Box<PendingSubscribe>>,
+    /// Boxed, and only while frames are held: most sessions never hold one.
+    held: Option<Box<VecDeque<Frame>>>,
 }
 
 impl<S> Session<S> {
@@ -48,7 +49,7 @@ impl<S> Session<S> {
 
     /// Holds a frame that arrived while a SUBSCRIBE waits.
     pub(super) fn hold_frame(&mut self, frame: Frame) {
-        self.gate.held.push_back(frame);
+        self.gate.held.get_or_insert_with(Box::default).push_back(frame);
     }
 
     /// Starts waiting for the check of a SUBSCRIBE `id` to `room`.
@@ -64,19 +65,19 @@ impl<S> Session<S> {
             room: room.clone(),
             subscription: id.to_owned(),
         });
-        self.gate.pending = Some(PendingSubscribe {
+        self.gate.pending = Some(Box::new(PendingSubscribe {
             id: id.to_owned(),
             room,
             ack,
             receipt,
             withdrawn: false,
-        });
+        }));
     }
 
     /// Forgets the waiting SUBSCRIBE and the held frames (the session is closing); the pending
     /// subscription is left like a live one.
     pub(super) fn drop_pending(&mut self, out: &mut Out<S>) {
-        self.gate.held.clear();
+        self.gate.held = None;
         if let Some(p) = self.gate.pending.take() {
             out.push(Action::LeaveRoom {
                 room: p.room,
@@ -100,7 +101,7 @@ impl<S> Session<S> {
         if self.gate.pending.as_ref().is_none_or(|p| p.room != room) {
             return;
         }
-        let Some(pending) = self.gate.pending.take() else {
+        let Some(pending) = self.gate.pending.take().map(|p| *p) else {
             return;
         };
         let allowed = if pending.withdrawn { Some(false) } else { allowed };
@@ -110,7 +111,7 @@ impl<S> Session<S> {
                 room: pending.room,
                 subscription: pending.id.clone(),
             });
-            self.gate.held.clear();
+            self.gate.held = None;
             return match allowed {
                 Some(_) => self.fail(
                     "forbidden",
@@ -135,19 +136,20 @@ impl<S> Session<S> {
             id: pending.id,
             destination: Destination::Room(pending.room),
             ack: pending.ack,
-            ledger: AckLedger::default(),
+            ledger: None,
         });
         if let Some(r) = pending.receipt {
             out.push(Action::Send(super::receipt_frame(&r)));
         }
         while !self.is_waiting() && !self.is_closed() {
-            let Some(frame) = self.gate.held.pop_front() else {
+            let Some(frame) = self.gate.held.as_mut().and_then(|held| held.pop_front()) else {
+                self.gate.held = None;
                 break;
             };
             self.on_frame(frame, cfg, host, out);
         }
         if self.is_closed() {
-            self.gate.held.clear();
+            self.gate.held = None;
         }
     }
 
