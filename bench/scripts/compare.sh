@@ -60,7 +60,7 @@ fi
 
 if has sweep; then
   P=$("$S/rabbitmq-restart.sh"); log "rabbitmq restarted, beam.smp pid $P"
-  ALL=(--targets herald,reference,rabbitmq --phases fanout "${COMMON[@]}" --rooms 1 --publishers 4 --duration 8)
+  ALL=(--targets herald,reference,rabbitmq --rabbitmq-start "echo $P" --phases fanout "${COMMON[@]}" --rooms 1 --publishers 4 --duration 8)
   for subs in 100 1000 10000; do
     cmp "sweep-size-$subs" "${ALL[@]}" --connections $subs --delivery-rate 20000
   done

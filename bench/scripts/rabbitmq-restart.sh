@@ -7,4 +7,4 @@ rabbitmq-plugins enable rabbitmq_web_stomp >/dev/null 2>&1
 rabbitmqctl add_user bench benchpass >/dev/null 2>&1
 rabbitmqctl set_permissions -p / bench ".*" ".*" ".*" >/dev/null 2>&1
 for _ in $(seq 30); do (exec 3<>/dev/tcp/127.0.0.1/15674) 2>/dev/null && break; sleep 1; done
-pgrep -f beam.smp | head -1
+pgrep -x beam.smp | head -1

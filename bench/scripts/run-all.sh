@@ -98,7 +98,7 @@ if has 5; then
   mysql -uroot -h127.0.0.1 -e "SELECT COUNT(*) AS committed_rows FROM $DB.chat_messages" >> "$OUT/run.log"
   "$S/herald.sh" stop
   mysql -uroot -h127.0.0.1 -e "DROP DATABASE $DB" && log "mariadb database $DB dropped"
-  P=$(pgrep -f beam.smp | head -1); per rabbitmq rabbitmq 0; per rabbitmq rabbitmq 20000
+  P=$(pgrep -x beam.smp | head -1); per rabbitmq rabbitmq 0; per rabbitmq rabbitmq 20000
 fi
 if has 6; then
   # Users bench_user_0..19003 live in /tmp/bench/sse/herald-sse.db and their tokens in /tmp/bench/sse/tokens.txt:

@@ -84,7 +84,7 @@ COMPARE FLAGS (default); the FLAGS above set the shared load (--connections, --r
     --reference-start CMD      (bench/scripts/reference.sh start)
     --reference-stop CMD       (bench/scripts/reference.sh stop)
     --reference-url URL        (ws://127.0.0.1:18081/ws/chat)
-    --rabbitmq-start CMD       (pgrep -f beam.smp | head -1: the running broker)
+    --rabbitmq-start CMD       (pgrep -x beam.smp | head -1: the running broker)
     --rabbitmq-stop CMD        (none)
     --rabbitmq-url URL         (ws://127.0.0.1:15674/ws)
     Commands run with `sh -c` from the current directory (the repository root for the defaults).
@@ -571,7 +571,7 @@ pub fn parse_compare(args: &[String]) -> Result<CompareConfig, String> {
                 "bench/scripts/reference.sh stop",
                 target.default_url(),
             ),
-            Target::Rabbitmq => ("pgrep -f beam.smp | head -1", "", target.default_url()),
+            Target::Rabbitmq => ("pgrep -x beam.smp | head -1", "", target.default_url()),
         };
         let n = target.name();
         targets.push(CompareTarget {

@@ -317,12 +317,9 @@ mod tests {
         }
     }
 
-    /// What another node committed reaches this node only through the store: an event that
-    /// reveals the gap makes the sync thread read it, page after page, and the room is delivered
-    /// whole and in order.
-    #[test]
-    fn a_gap_of_several_pages_is_read_from_the_store_in_order() {
-        let path = std::env::temp_dir().join(format!("herald-sync-{}.db", std::process::id()));
+    /// A store pool of one worker on a fresh SQLite file, up.
+    fn sqlite_pool(name: &str) -> (std::path::PathBuf, StoreUrl, StorePool) {
+        let path = std::env::temp_dir().join(format!("{name}-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let url = StoreUrl::parse(&format!("sqlite://{}", path.display())).expect("url");
         let db_config = DatabaseConfig {
@@ -336,10 +333,24 @@ mod tests {
             assert!(Instant::now() < deadline, "the store never came up");
             std::thread::sleep(Duration::from_millis(20));
         }
+        (path, url, pool)
+    }
+
+    /// A bus with one reactor inbox and no cluster (the poll keeps the waker's registry alive).
+    fn local_bus() -> (Arc<Bus>, Vec<crossbeam_channel::Receiver<ReactorMsg>>, mio::Poll) {
         let poll = mio::Poll::new().expect("poll");
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
         let (handles, receivers) = inboxes(vec![waker]);
-        let bus = Arc::new(Bus::new(handles, Outlet::Local));
+        (Arc::new(Bus::new(handles, Outlet::Local)), receivers, poll)
+    }
+
+    /// What another node committed reaches this node only through the store: an event that
+    /// reveals the gap makes the sync thread read it, page after page, and the room is delivered
+    /// whole and in order.
+    #[test]
+    fn a_gap_of_several_pages_is_read_from_the_store_in_order() {
+        let (path, url, pool) = sqlite_pool("herald-sync");
+        let (bus, receivers, _poll) = local_bus();
         start(&bus, &pool, &ClusterConfig::default(), None);
         bus.interest().join(0, Topic::Room("r".into()));
         // Wait for the baseline (the room is empty: 0) before the other node commits.
@@ -395,24 +406,8 @@ mod tests {
     /// after that read (the sync thread noticed the new listener late).
     #[test]
     fn a_send_after_the_first_listener_is_delivered_whenever_the_baseline_is_read() {
-        let path = std::env::temp_dir().join(format!("herald-sync-late-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let url = StoreUrl::parse(&format!("sqlite://{}", path.display())).expect("url");
-        let db_config = DatabaseConfig {
-            url: url.redacted(),
-            workers: 1,
-            ..DatabaseConfig::default()
-        };
-        let pool = StorePool::start(url.clone(), &db_config, None, Arc::new(Metrics::default()));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !pool.is_up() {
-            assert!(Instant::now() < deadline, "the store never came up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let poll = mio::Poll::new().expect("poll");
-        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
-        let (handles, receivers) = inboxes(vec![waker]);
-        let bus = Arc::new(Bus::new(handles, Outlet::Local));
+        let (path, url, pool) = sqlite_pool("herald-sync-late");
+        let (bus, receivers, _poll) = local_bus();
         let mut store = url.open().expect("open");
         let earlier = store.commit_chat(&[message("late", 0)]).expect("commit");
 

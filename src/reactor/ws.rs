@@ -66,11 +66,19 @@ fn queue_close(c: &mut WsConn, code: Option<u16>) {
     c.closing = true;
 }
 
+/// The largest drained output buffer a connection keeps until its next timer visit.
+const KEEP_OUT_BUFFER: usize = 4096;
+
 /// Writes what is queued. True when the connection should go (done closing, or the socket failed).
 pub(super) fn flush(c: &mut WsConn) -> bool {
     match c.out.flush_to(&mut c.stream) {
         Flush::Done => {
-            c.out.release_if_drained();
+            // A busy subscriber keeps a small buffer from one message to the next (allocating and
+            // freeing it per delivery makes the allocator return and refault pages); the timer
+            // frees it once the connection is quiet (`ws_tick`), so an idle one holds none.
+            if c.out.buf.capacity() > KEEP_OUT_BUFFER {
+                c.out.release_if_drained();
+            }
             c.closing
         }
         Flush::Blocked => false,
@@ -385,6 +393,8 @@ impl Reactor {
             // The server, not the peer, is holding its input back: it is not silent.
             c.liveness.read(now);
         }
+        // Quiet since the last look (or not): a drained buffer goes back either way.
+        c.out.release_if_drained();
         match c
             .liveness
             .on_timer(&c.session, c.closing, now, now_secs, connect_timeout, super::TICK)
