@@ -41,6 +41,9 @@ pub struct WsConn {
     pub user: Option<Box<str>>,
     /// The socket is left unread until the session's SENDs in flight drop under the bound.
     pub read_paused: bool,
+    /// Fan-out wrote to it since its last timer visit: its drained output buffer is kept for
+    /// the next message instead of being freed and allocated again.
+    pub receiving: bool,
 }
 
 /// An SSE stream: the response head is written, events follow until either side closes.

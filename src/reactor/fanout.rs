@@ -207,6 +207,7 @@ impl Reactor {
                             c.session.delivered(&sub.subscription, event.id);
                         }
                         c.liveness.wrote(now);
+                        c.receiving = true;
                         delivered += 1;
                         if !slot.dirty {
                             slot.dirty = true;

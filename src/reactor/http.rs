@@ -198,6 +198,7 @@ impl Reactor {
             close_sent: false,
             user: None,
             read_paused: false,
+            receiving: false,
         }));
         self.shared.metrics.count_status(101);
         self.shared.metrics.websockets_open.fetch_add(1, Ordering::Relaxed);

@@ -73,10 +73,11 @@ const KEEP_OUT_BUFFER: usize = 4096;
 pub(super) fn flush(c: &mut WsConn) -> bool {
     match c.out.flush_to(&mut c.stream) {
         Flush::Done => {
-            // A busy subscriber keeps a small buffer from one message to the next (allocating and
-            // freeing it per delivery makes the allocator return and refault pages); the timer
-            // frees it once the connection is quiet (`ws_tick`), so an idle one holds none.
-            if c.out.buf.capacity() > KEEP_OUT_BUFFER {
+            // A subscriber receiving fan-out keeps a small buffer from one message to the next
+            // (allocating and freeing it per delivery makes the allocator return and refault
+            // pages); its next timer visit frees it (`ws_tick`). Any other connection gives its
+            // buffer back at once, so an idle one holds none.
+            if !c.receiving || c.out.buf.capacity() > KEEP_OUT_BUFFER {
                 c.out.release_if_drained();
             }
             c.closing
@@ -393,7 +394,9 @@ impl Reactor {
             // The server, not the peer, is holding its input back: it is not silent.
             c.liveness.read(now);
         }
-        // Quiet since the last look (or not): a drained buffer goes back either way.
+        // Whether it is still receiving or not, a drained buffer goes back; fan-out marks it
+        // again if it is.
+        c.receiving = false;
         c.out.release_if_drained();
         match c
             .liveness
