@@ -13,7 +13,7 @@ HB=${HERALD_BIN:-$here/target/release/herald}
 PORT=${PORT:-18480}
 DIR=${DIR:-/tmp/bench-rooms}
 OUT=${OUT:-$DIR/out-$(date +%Y%m%d-%H%M%S)}
-mkdir -p "$OUT"
+mkdir -p "$DIR" "$OUT"
 ulimit -n 20000 2>/dev/null || true
 HPID=""
 DB=""
