@@ -13,7 +13,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use super::sequencer::{Offer, Request, Sequenced, Stats};
+use super::sequencer::{Offer, Request, Sequenced, Sequencer, Stats};
 use super::{Bus, ChatEvent, Committed, MembershipEvent, NotificationEvent, Order, ReactorMsg, Topic, WaitingAcks};
 use crate::chat::ChatAck;
 
@@ -102,12 +102,7 @@ impl Bus {
                 };
                 order.rooms.watch(&room, since);
             }
-            let linked = Sequenced {
-                id: event.id,
-                prev: event.prev,
-                item: event,
-            };
-            if order.rooms.offer(&room, linked, now, &mut chat) == Offer::Unwatched {
+            if order.rooms.offer(&room, event.into(), now, &mut chat) == Offer::Unwatched {
                 log::debug!("room {room}: event for an unwatched room dropped");
             }
         }
@@ -120,12 +115,7 @@ impl Bus {
                 };
                 order.users.watch(&user, since);
             }
-            let linked = Sequenced {
-                id: event.id,
-                prev: event.prev,
-                item: event,
-            };
-            order.users.offer(&user, linked, now, &mut notifications);
+            order.users.offer(&user, event.into(), now, &mut notifications);
         }
         // Withdrawals are not sequenced: see the module's note.
         self.deliver(Committed {
@@ -227,22 +217,8 @@ impl Bus {
 
     /// The store's messages of `room` after the fill's `after` (`None`: the read failed).
     pub(crate) fn filled_room(&self, room: &str, rows: Option<(Vec<ChatEvent>, bool)>, asked_at: Instant) {
-        let now = Instant::now();
         let mut order = self.lock_order();
-        let mut chat = Vec::new();
-        match rows {
-            Some((rows, complete)) => {
-                let rows = rows.into_iter().map(|e| Sequenced {
-                    id: e.id,
-                    prev: e.prev,
-                    item: e,
-                });
-                order
-                    .rooms
-                    .filled(room, rows.collect(), complete, asked_at, now, &mut chat);
-            }
-            None => order.rooms.fill_failed(room, now),
-        }
+        let chat = fill(&mut order.rooms, room, rows, asked_at);
         self.deliver(Committed {
             chat,
             ..Committed::default()
@@ -252,22 +228,8 @@ impl Bus {
 
     /// The store's notifications of `user` after the fill's `after` (`None`: the read failed).
     pub(crate) fn filled_user(&self, user: &str, rows: Option<(Vec<NotificationEvent>, bool)>, asked_at: Instant) {
-        let now = Instant::now();
         let mut order = self.lock_order();
-        let mut notifications = Vec::new();
-        match rows {
-            Some((rows, complete)) => {
-                let rows = rows.into_iter().map(|e| Sequenced {
-                    id: e.id,
-                    prev: e.prev,
-                    item: e,
-                });
-                order
-                    .users
-                    .filled(user, rows.collect(), complete, asked_at, now, &mut notifications);
-            }
-            None => order.users.fill_failed(user, now),
-        }
+        let notifications = fill(&mut order.users, user, rows, asked_at);
         self.deliver(Committed {
             notifications,
             ..Committed::default()
@@ -335,5 +297,42 @@ impl Bus {
     pub fn held_events(&self) -> usize {
         let order = self.lock_order();
         order.rooms.held() + order.users.held()
+    }
+}
+
+/// Hands a fill's rows (`None`: the read failed) to the topic's sequencer; returns what it releases.
+fn fill<T>(sequencer: &mut Sequencer<T>, topic: &str, rows: Option<(Vec<T>, bool)>, asked_at: Instant) -> Vec<T>
+where
+    Sequenced<T>: From<T>,
+{
+    let now = Instant::now();
+    let mut released = Vec::new();
+    match rows {
+        Some((rows, complete)) => {
+            let rows = rows.into_iter().map(Sequenced::from).collect();
+            sequencer.filled(topic, rows, complete, asked_at, now, &mut released);
+        }
+        None => sequencer.fill_failed(topic, now),
+    }
+    released
+}
+
+impl From<ChatEvent> for Sequenced<ChatEvent> {
+    fn from(event: ChatEvent) -> Self {
+        Sequenced {
+            id: event.id,
+            prev: event.prev,
+            item: event,
+        }
+    }
+}
+
+impl From<NotificationEvent> for Sequenced<NotificationEvent> {
+    fn from(event: NotificationEvent) -> Self {
+        Sequenced {
+            id: event.id,
+            prev: event.prev,
+            item: event,
+        }
     }
 }

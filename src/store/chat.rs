@@ -66,6 +66,20 @@ pub(crate) fn room_heads_sql(count: usize) -> String {
     )
 }
 
+/// Each of `users` with its latest notification id from `heads` (0 when it has none): what a
+/// backend's `ChatTransaction::lock_recipients` returns once it has locked the users and read
+/// their heads.
+pub(crate) fn recipients_with_heads(users: Vec<String>, heads: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    let heads: HashMap<String, i64> = heads.into_iter().collect();
+    users
+        .into_iter()
+        .map(|u| {
+            let last = heads.get(&u).copied().unwrap_or(0);
+            (u, last)
+        })
+        .collect()
+}
+
 /// The last message of a room sent before a time: a backward scan of `(room_id, id)` that stops
 /// at the first row old enough.
 pub(crate) const ROOM_START_SQL: &str =

@@ -20,7 +20,8 @@ use ::mysql::{Conn, IsolationLevel, Opts, OptsBuilder, Transaction, TxOpts, Valu
 use super::backend::{Backend, StoreError};
 use super::chat::{
     create_notification, existing_users_sql, group_commit, heads_in_chunks, history_page, notification_heads_sql,
-    retry_on_conflict, room_heads_sql, ChatTransaction, HistoryScan, NOTIFICATION_START_SQL, ROOM_START_SQL,
+    recipients_with_heads, retry_on_conflict, room_heads_sql, ChatTransaction, HistoryScan, NOTIFICATION_START_SQL,
+    ROOM_START_SQL,
 };
 use super::model::*;
 use super::outcome::{mark_read_outcome, spend_outcome, RefreshTokenRow};
@@ -205,17 +206,8 @@ impl ChatTransaction for ChatTx<'_> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let heads: HashMap<String, i64> =
-            all_rows::<(String, i64)>(&mut self.tx, &notification_heads_sql(users.len()), names(&users))?
-                .into_iter()
-                .collect();
-        Ok(users
-            .into_iter()
-            .map(|u| {
-                let last = heads.get(&u).copied().unwrap_or(0);
-                (u, last)
-            })
-            .collect())
+        let heads = all_rows::<(String, i64)>(&mut self.tx, &notification_heads_sql(users.len()), names(&users))?;
+        Ok(recipients_with_heads(users, heads))
     }
 
     fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {

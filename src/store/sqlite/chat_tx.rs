@@ -83,16 +83,8 @@ impl ChatTransaction for ChatTx<'_> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let heads: HashMap<String, i64> = query_pairs(&self.0, &notification_heads_sql(users.len()), &users)?
-            .into_iter()
-            .collect();
-        Ok(users
-            .into_iter()
-            .map(|u| {
-                let last = heads.get(&u).copied().unwrap_or(0);
-                (u, last)
-            })
-            .collect())
+        let heads = query_pairs(&self.0, &notification_heads_sql(users.len()), &users)?;
+        Ok(recipients_with_heads(users, heads))
     }
 
     fn insert_notifications(&mut self, notifications: &[NewNotification]) -> Result<Vec<i64>, StoreError> {

@@ -17,7 +17,8 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, Transactio
 use super::backend::{Backend, StoreError};
 use super::chat::{
     create_notification, existing_users_sql, group_commit, heads_in_chunks, history_page, notification_heads_sql,
-    retry_on_conflict, room_heads_sql, ChatTransaction, HistoryScan, NOTIFICATION_START_SQL, ROOM_START_SQL,
+    recipients_with_heads, retry_on_conflict, room_heads_sql, ChatTransaction, HistoryScan, NOTIFICATION_START_SQL,
+    ROOM_START_SQL,
 };
 use super::migrate::{apply_missing, Schema, SchemaConn, CURRENT_VERSION};
 use super::model::*;
