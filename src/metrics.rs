@@ -35,6 +35,7 @@ pub struct Metrics {
     pub room_subscriptions_revoked: AtomicU64,
     pub chat_batches_committed: AtomicU64,
     pub fanout_deliveries: AtomicU64,
+    pub flush_inbox_joins: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub notifications_created: AtomicU64,
     pub notifications_delivered: AtomicU64,
@@ -112,7 +113,7 @@ impl Metrics {
             "1 while this node publishes to and receives from Redis (0 without Redis).",
             self.cluster_redis_up.load(Relaxed),
         );
-        let counters: [(&str, &str, &AtomicU64); 30] = [
+        let counters: [(&str, &str, &AtomicU64); 31] = [
             (
                 "herald_connections_accepted_total",
                 "Accepted TCP connections.",
@@ -182,6 +183,11 @@ impl Metrics {
                 "herald_fanout_deliveries_total",
                 "MESSAGE frames queued to subscribers.",
                 &self.fanout_deliveries,
+            ),
+            (
+                "herald_flush_inbox_joins_total",
+                "Looks at the inbox during a long flush that found work: events that joined the pass in progress.",
+                &self.flush_inbox_joins,
             ),
             (
                 "herald_slow_consumer_closes_total",

@@ -635,50 +635,115 @@ fn history_paging(s: &Server) {
 fn stomp_fanout_order() {
     run_on_each_backend(
         "stomp_fanout_order",
-        &Config::new(),
-        &[(
-            "2 publishers, 3 subscribers: one order, no gaps, no duplicates, = history",
-            fanout_order,
-        )],
+        &Config::new().set("chat", "max_message_chars", 16_000),
+        &[
+            (
+                "2 publishers, 3 subscribers: one order, no gaps, no duplicates, = history",
+                fanout_order,
+            ),
+            (
+                "2 publishers, 300 subscribers: messages committed during a flush join it, in order",
+                large_room_order,
+            ),
+        ],
     );
 }
 
 const PER_PUBLISHER: usize = 150;
 
 fn fanout_order(s: &Server) {
+    check_fanout_order(s, 3, 1, &Publishing::PIPELINED);
+}
+
+/// More subscribers than a reactor's flush writes between two looks at its inbox (64), and
+/// messages large enough (12 KiB) that a pass takes longer than a commit: each publisher waits for
+/// each receipt, so every message is its own commit and reaches the reactors while the previous
+/// one is being written. Each subscriber must still see every message once, in id order, and the
+/// node must report that passes were joined.
+fn large_room_order(s: &Server) {
+    let joins = || metric_value(&s.metrics(), "herald_flush_inbox_joins_total").unwrap_or(-1.0);
+    let before = joins();
+    assert!(before >= 0.0, "herald_flush_inbox_joins_total is exported");
+    check_fanout_order(
+        s,
+        300,
+        10,
+        &Publishing {
+            per_publisher: 30,
+            padding: 12 * 1024,
+            lockstep: true,
+        },
+    );
+    let after = joins();
+    eprintln!("  flush passes joined by a later message: {}", after - before);
+    assert!(
+        after > before,
+        "no flush pass was joined by a later message ({before} -> {after})"
+    );
+}
+
+/// How the two publishers of [`check_fanout_order`] send.
+struct Publishing {
+    per_publisher: usize,
+    /// Characters of padding appended to each message text.
+    padding: usize,
+    /// Wait for each message's receipt before the next (else only the last one's).
+    lockstep: bool,
+}
+
+impl Publishing {
+    const PIPELINED: Publishing = Publishing {
+        per_publisher: PER_PUBLISHER,
+        padding: 0,
+        lockstep: false,
+    };
+}
+
+/// `subscribers` connections (read by `reader_threads` threads) in one room, two publishers
+/// sending as `publishing` says: every subscriber receives every message once, in ascending id
+/// order, the same order for all, each publisher's in send order, and that order is the room's
+/// history.
+fn check_fanout_order(s: &Server, subscribers: usize, reader_threads: usize, publishing: &Publishing) {
+    let per_publisher = publishing.per_publisher;
+    let pad = "x".repeat(publishing.padding);
+    let pad = pad.as_str();
+    let lockstep = publishing.lockstep;
     let room = unique_room("order");
     let (extra_user, extra) = tokens::new_user(s, "sub_");
-    let subscriber_tokens = [access(s, "testuser"), access(s, "testuser"), extra.access.clone()];
-    let mut subscribers: Vec<StompClient> = subscriber_tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let mut c = StompClient::connect(s, t);
+    let testuser = access(s, "testuser");
+    let mut clients: Vec<(usize, StompClient)> = (0..subscribers)
+        .map(|i| {
+            let token = if i == 2 { &extra.access } else { &testuser };
+            let mut c = StompClient::connect(s, token);
             c.subscribe(&format!("sub-{i}"), &topic(&room));
-            c
+            (i, c)
         })
         .collect();
     let publishers = [("alice", access(s, "alice")), ("bob", access(s, "bob"))];
-    let total = PER_PUBLISHER * publishers.len();
+    let total = per_publisher * publishers.len();
     let room_ref = room.as_str();
-    let received: Vec<Vec<Value>> = std::thread::scope(|scope| {
-        let readers: Vec<_> = subscribers
-            .iter_mut()
-            .enumerate()
-            .map(|(i, c)| {
+    let per_reader = subscribers.div_ceil(reader_threads);
+    let mut received: Vec<(usize, Vec<Value>)> = std::thread::scope(|scope| {
+        let readers: Vec<_> = clients
+            .chunks_mut(per_reader)
+            .map(|chunk| {
                 scope.spawn(move || {
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    let mut got = Vec::with_capacity(total);
-                    while got.len() < total && Instant::now() < deadline {
-                        match c.next_event(deadline.saturating_duration_since(Instant::now())) {
-                            Some(StompEvent::Frame(f)) => {
-                                got.push(check_room_message(&f, room_ref, &format!("sub-{i}")));
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let mut out = Vec::with_capacity(chunk.len());
+                    for (i, c) in chunk.iter_mut() {
+                        let mut got = Vec::with_capacity(total);
+                        while got.len() < total && Instant::now() < deadline {
+                            match c.next_event(deadline.saturating_duration_since(Instant::now())) {
+                                Some(StompEvent::Frame(f)) => {
+                                    got.push(check_room_message(&f, room_ref, &format!("sub-{i}")));
+                                }
+                                Some(StompEvent::HeartBeat) => {}
+                                Some(StompEvent::Closed) | None => break,
                             }
-                            Some(StompEvent::HeartBeat) => {}
-                            Some(StompEvent::Closed) | None => break,
                         }
+                        out.push((*i, got));
                     }
-                    got
+                    out
                 })
             })
             .collect();
@@ -687,11 +752,15 @@ fn fanout_order(s: &Server) {
             .map(|(user, token)| {
                 scope.spawn(move || {
                     let mut p = StompClient::connect(s, token);
-                    for i in 0..PER_PUBLISHER {
-                        let last = i + 1 == PER_PUBLISHER;
-                        p.send_chat(room_ref, &format!("{user} {i}"), last.then_some("done"));
+                    for i in 0..per_publisher {
+                        let receipt = format!("r-{i}");
+                        let last = i + 1 == per_publisher;
+                        let asked = (lockstep || last).then_some(receipt.as_str());
+                        p.send_chat(room_ref, &format!("{user} {i}{pad}"), asked);
+                        if let Some(r) = asked {
+                            p.expect_receipt(r);
+                        }
                     }
-                    p.expect_receipt("done");
                 })
             })
             .collect();
@@ -702,9 +771,11 @@ fn fanout_order(s: &Server) {
         }
         readers
             .into_iter()
-            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .flat_map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
+    received.sort_by_key(|(i, _)| *i);
+    let received: Vec<Vec<Value>> = received.into_iter().map(|(_, got)| got).collect();
     let first_ids = ids(&received[0]);
     for (i, got) in received.iter().enumerate() {
         let got_ids = ids(got);
@@ -720,7 +791,7 @@ fn fanout_order(s: &Server) {
                 .filter(|m| m["sender"] == *user)
                 .map(|m| m["message"].as_str().unwrap_or_default())
                 .collect();
-            let expected: Vec<String> = (0..PER_PUBLISHER).map(|n| format!("{user} {n}")).collect();
+            let expected: Vec<String> = (0..per_publisher).map(|n| format!("{user} {n}{pad}")).collect();
             assert_eq!(mine, expected, "subscriber {i}: {user}'s messages in send order");
         }
     }

@@ -7,6 +7,7 @@
 //! ```text
 //! herald-reference [--bind 127.0.0.1:18081] [--reactors 0] [--heartbeat-ms 10000] [--max-connections 19800]
 //!                  [--outbound-bytes 1048576] [--max-frame-bytes 65536] [--max-subscriptions 100]
+//!                  [--flush-inbox-stride 64]
 //! ```
 //! It runs until killed (SIGTERM/SIGINT end the process).
 
@@ -39,6 +40,8 @@ FLAGS (default):
     --outbound-bytes N        unwritten bytes per connection before it is closed as a slow consumer (1048576)
     --max-frame-bytes N       largest WebSocket payload / STOMP frame accepted (65536)
     --max-subscriptions N     subscriptions per connection (100)
+    --flush-inbox-stride N    connections a flush writes between two looks at the inbox, as Herald does;
+                              0 = never (the structure before issue 12's pass joining) (64)
 ";
 
 struct Args {
@@ -72,6 +75,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--outbound-bytes" => out.settings.outbound_bytes = num()? as usize,
             "--max-frame-bytes" => out.settings.max_frame_bytes = (num()? as usize).max(1024),
             "--max-subscriptions" => out.settings.max_subscriptions = num()? as usize,
+            "--flush-inbox-stride" => out.settings.flush_inbox_stride = num()? as usize,
             other => return Err(format!("unknown flag {other}")),
         }
     }

@@ -58,6 +58,8 @@ pub struct Settings {
     pub max_message_chars: usize,
     /// Time allowed from accept to CONNECT (ms).
     pub connect_timeout_ms: u64,
+    /// Connections a flush writes between two looks at the inbox (Herald's pass joining); 0 = never.
+    pub flush_inbox_stride: usize,
 }
 
 impl Default for Settings {
@@ -70,6 +72,7 @@ impl Default for Settings {
             max_subscriptions: 100,
             max_message_chars: 2000,
             connect_timeout_ms: 10_000,
+            flush_inbox_stride: 64,
         }
     }
 }
@@ -240,7 +243,7 @@ impl Reactor {
             // 1. poll, at most until the next tick
             let now = self.clock();
             let next_tick_ms = (now / TICK_MS + 1) * TICK_MS;
-            let timeout = if self.read_again.is_empty() {
+            let timeout = if self.read_again.is_empty() && self.dirty.is_empty() {
                 Duration::from_millis(next_tick_ms - now)
             } else {
                 Duration::ZERO
@@ -897,9 +900,15 @@ impl Reactor {
         }
     }
 
+    /// Writes every dirty connection; every `flush_inbox_stride` connections, messages that reached the inbox
+    /// meanwhile join the pass, as in Herald. Connections written before they arrived stay dirty for the next pass.
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        for &token in &dirty {
+        let stride = self.shared.settings.flush_inbox_stride;
+        for (i, &token) in dirty.iter().enumerate() {
+            if stride > 0 && i % stride == stride - 1 && !self.inbox.is_empty() {
+                self.drain_inbox();
+            }
             let Some(c) = self.conn(token) else {
                 continue;
             };
@@ -934,6 +943,7 @@ impl Reactor {
             }
         }
         dirty.clear();
+        dirty.append(&mut self.dirty);
         self.dirty = dirty;
     }
 

@@ -56,6 +56,9 @@ FLAGS (default):
                                mention notification (a mention storm at --rate)
     --private-rooms            herald: create the rooms as private rooms of user 0 with every bench user invited
                                first, so each SEND and SUBSCRIBE is authorized as a member's (SPEC 8)
+    --stagger                  fanout/cluster: spread the publishers' SENDs evenly over time (publisher i starts i/--rate
+                               s late) instead of each thread's publishers sending at the same instants, so no two
+                               messages reach the server together and every delivery is its own write
     --duration SECS            hold / publish time (10)
     --connect-rate N           new connections per second (2000)
     --max-pending N            connection handshakes in flight at once (256)
@@ -91,7 +94,7 @@ COMPARE FLAGS (default); the FLAGS above set the shared load (--connections, --r
 ";
 
 /// Flags that take no value.
-const SWITCHES: [&str; 1] = ["private-rooms"];
+const SWITCHES: [&str; 2] = ["private-rooms", "stagger"];
 
 /// Which server the bench talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +217,8 @@ pub struct Config {
     pub mention: Option<String>,
     /// Make the rooms private rooms with the bench users as members before the load (herald).
     pub private_rooms: bool,
+    /// Offset each publisher's schedule by its index / rate, so that SENDs never coincide.
+    pub stagger: bool,
     /// Hold or publish time.
     pub duration: Duration,
     /// New connections per second.
@@ -364,6 +369,11 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
             Some("true") => true,
             Some(other) => return Err(format!("--private-rooms: expected true or false, got {other:?}")),
         },
+        stagger: match f.take("stagger").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(format!("--stagger: expected true or false, got {other:?}")),
+        },
         duration: f.secs("duration", 10.0)?,
         connect_rate: f.float("connect-rate", 2000.0)?,
         max_pending: f.num("max-pending", 256)?.max(1),
@@ -420,6 +430,9 @@ fn validate(cfg: &Config) -> Result<(), String> {
     }
     if cfg.private_rooms && (cfg.target != Target::Herald || cfg.scenario == Scenario::Sse) {
         return Err("--private-rooms is for herald's chat scenarios".into());
+    }
+    if cfg.stagger && cfg.scenario != Scenario::Fanout {
+        return Err("--stagger is for the fanout and cluster scenarios".into());
     }
     if cfg.login_timeout > Duration::from_secs(3600) {
         return Err("runs are bounded: --login-timeout ≤ 3600 s".into());
@@ -673,6 +686,13 @@ mod tests {
         let c = parse(&args("sse --connections 100 --publishers 2 --rate 50")).unwrap();
         assert_eq!((c.scenario, c.users, c.total_connections()), (Scenario::Sse, 102, 102));
         assert!(parse(&args("sse --target rabbitmq")).is_err());
+    }
+
+    #[test]
+    fn stagger_is_a_switch_for_fanout() {
+        assert!(parse(&args("fanout --stagger --target reference")).unwrap().stagger);
+        assert!(!parse(&args("fanout")).unwrap().stagger);
+        assert!(parse(&args("persist --stagger")).is_err());
     }
 
     #[test]

@@ -72,6 +72,8 @@ struct Worker<'a> {
     send_rate: f64,
     ramp_start_ns: u64,
     scheduled: u64,
+    /// How long after the publish start this thread's schedule begins (`--stagger`).
+    send_offset_ns: u64,
     cursor: usize,
     unsent: u64,
     window_filled: bool,
@@ -105,6 +107,7 @@ pub fn run(cfg: &Config, shared: &Shared, tokens: &[String], plans: Vec<Planned>
             };
         }
     };
+    let send_offset_ns = stagger_offset_ns(cfg, &plans);
     let mut worker = Worker {
         ctx: Ctx::new(cfg, shared, tokens),
         poll,
@@ -118,6 +121,7 @@ pub fn run(cfg: &Config, shared: &Shared, tokens: &[String], plans: Vec<Planned>
         connect_rate: cfg.connect_rate * mine / total,
         ramp_start_ns: shared.now_ns(),
         scheduled: 0,
+        send_offset_ns,
         cursor: 0,
         unsent: 0,
         window_filled: false,
@@ -125,6 +129,23 @@ pub fn run(cfg: &Config, shared: &Shared, tokens: &[String], plans: Vec<Planned>
     };
     worker.event_loop();
     worker.finish()
+}
+
+/// With `--stagger`, a thread's sends begin `i / rate` seconds into the window, `i` being the lowest index of its
+/// publishers: with one publisher per thread (or publishers dealt round-robin to threads), the SENDs of all threads
+/// interleave evenly instead of leaving together.
+fn stagger_offset_ns(cfg: &Config, plans: &[Planned]) -> u64 {
+    if !cfg.stagger || cfg.rate <= 0.0 {
+        return 0;
+    }
+    let first = plans
+        .iter()
+        .filter_map(|p| match p.plan {
+            Plan::Publisher { index } => Some(index),
+            _ => None,
+        })
+        .min();
+    first.map_or(0, |i| (i as f64 / cfg.rate * 1e9) as u64)
 }
 
 impl Worker<'_> {
@@ -273,7 +294,10 @@ impl Worker<'_> {
             }
             return MAX_POLL_NS;
         }
-        let start = self.ctx.shared.publish_start_ns.load(Ordering::Relaxed);
+        let start = self.ctx.shared.publish_start_ns.load(Ordering::Relaxed) + self.send_offset_ns;
+        if now < start {
+            return start - now;
+        }
         let due = ((now - start) as f64 / 1e9 * self.send_rate) as u64;
         let mut this_pass = 0;
         while self.scheduled < due && this_pass < MAX_SENDS_PER_PASS {
