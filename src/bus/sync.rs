@@ -28,8 +28,12 @@ pub const FILL_PAGE: u32 = 500;
 /// How far before a topic was watched its delivery starts (see `Sync::baseline`).
 pub const BASELINE_MARGIN: Duration = Duration::from_secs(1);
 
-/// The longest the thread sleeps with nothing due, so that it notices shutdown.
-const IDLE: Duration = Duration::from_millis(100);
+/// The longest the thread sleeps with nothing due (shutdown wakes it at once).
+const IDLE: Duration = Duration::from_secs(1);
+
+/// The same in a cluster, where the thread also notices that Redis stopped delivering (and falls
+/// back to polling the store) by looking.
+const CLUSTER_IDLE: Duration = Duration::from_millis(100);
 
 /// What the sync thread shares with the Redis link, when there is one.
 pub struct ClusterSide {
@@ -80,7 +84,7 @@ impl Sync {
                 return;
             }
             let now = Instant::now();
-            let mut until = now + IDLE;
+            let mut until = now + if self.cluster.is_some() { CLUSTER_IDLE } else { IDLE };
             if let Some(due) = self.bus.next_due() {
                 until = until.min(due);
             }
@@ -103,6 +107,7 @@ impl Sync {
                     Err(_) => {}
                 },
                 recv(wakes) -> _ => {}
+                recv(self.worker.stop_signal()) -> _ => {}
                 default(timeout) => {}
             }
             while let Ok(change) = self.changes.try_recv() {

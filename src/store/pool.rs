@@ -38,6 +38,9 @@ struct Common {
     healthy: AtomicBool,
     ready: AtomicBool,
     stopping: AtomicBool,
+    /// Disconnected when the pool stops: wakes every thread waiting on it at once, so that no
+    /// thread has to wake up periodically to look at `stopping`.
+    stop: Receiver<()>,
     /// Bumped each time the store comes back after an outage: connections opened before it are
     /// presumed dead and reopened before use, so no request fails on a stale connection.
     epoch: AtomicUsize,
@@ -60,15 +63,22 @@ impl Worker {
         }
     }
 
-    /// Waits for the next job of `rx`; `None` once the pool is stopping and the queue is empty.
+    /// Waits for the next job of `rx`; `None` once the pool is stopping and the queue is empty
+    /// (or every sender of `rx` is gone).
     pub fn next<T>(&self, rx: &Receiver<T>) -> Option<T> {
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(job) => return Some(job),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) if !self.common.stopping.load(Ordering::Acquire) => {}
-                Err(_) => return None,
-            }
+        if self.stopping() {
+            return rx.try_recv().ok();
         }
+        crossbeam_channel::select! {
+            recv(rx) -> job => job.ok(),
+            recv(self.common.stop) -> _ => rx.try_recv().ok(),
+        }
+    }
+
+    /// Disconnected once the pool stops: for threads that wait on other channels too, to add to
+    /// their `select!`.
+    pub fn stop_signal(&self) -> &Receiver<()> {
+        &self.common.stop
     }
 
     /// Whether the pool is stopping (for threads that wait on something else than a job queue).
@@ -126,18 +136,22 @@ pub struct StorePool {
     /// Jobs dominated by argon2 (login, signup), on threads at a lower CPU priority.
     hashing: Sender<Job>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Dropped at shutdown, which disconnects [`Common::stop`].
+    stop: std::sync::Mutex<Option<Sender<()>>>,
 }
 
 impl StorePool {
     /// Starts the monitor (which runs `on_ready` after migrating), `cfg.workers` general workers
     /// and one hashing worker per core.
     pub fn start(url: StoreUrl, cfg: &DatabaseConfig, on_ready: Option<OnReady>, metrics: Arc<Metrics>) -> StorePool {
+        let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let common = Arc::new(Common {
             url,
             metrics,
             healthy: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            stop: stop_rx,
             epoch: AtomicUsize::new(0),
         });
         let mut threads = Vec::new();
@@ -172,6 +186,7 @@ impl StorePool {
             general,
             hashing,
             threads: std::sync::Mutex::new(threads),
+            stop: std::sync::Mutex::new(Some(stop)),
         }
     }
 
@@ -226,6 +241,12 @@ impl StorePool {
     /// Lets queued work finish, then joins every thread (bounded by `deadline`).
     pub fn shutdown(&self, deadline: Instant) {
         self.common.stopping.store(true, Ordering::Release);
+        drop(
+            self.stop
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         for t in threads {
             while !t.is_finished() && Instant::now() < deadline {
@@ -308,9 +329,7 @@ fn monitor_loop(common: &Common, on_ready: Option<&OnReady>) {
                 }
             }
         }
-        let until = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < until && !common.stopping.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // A second, or until the pool stops (the channel disconnects).
+        let _ = common.stop.recv_timeout(Duration::from_secs(1));
     }
 }
