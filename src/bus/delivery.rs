@@ -92,6 +92,7 @@ impl Bus {
 
     fn order_events(&self, order: &mut Order, committed: Committed) {
         let now = Instant::now();
+        let mut held = false;
         let mut chat = Vec::new();
         for event in committed.chat {
             let room = event.room.clone();
@@ -102,8 +103,10 @@ impl Bus {
                 };
                 order.rooms.watch(&room, since);
             }
-            if order.rooms.offer(&room, event.into(), now, &mut chat) == Offer::Unwatched {
-                log::debug!("room {room}: event for an unwatched room dropped");
+            match order.rooms.offer(&room, event.into(), now, &mut chat) {
+                Offer::Unwatched => log::debug!("room {room}: event for an unwatched room dropped"),
+                Offer::Held => held = true,
+                Offer::Delivered | Offer::Duplicate => {}
             }
         }
         let mut notifications = Vec::new();
@@ -115,7 +118,14 @@ impl Bus {
                 };
                 order.users.watch(&user, since);
             }
-            order.users.offer(&user, event.into(), now, &mut notifications);
+            if order.users.offer(&user, event.into(), now, &mut notifications) == Offer::Held {
+                held = true;
+            }
+        }
+        if held {
+            // A held event may have opened a gap whose fill falls due before the sync thread's
+            // next wake-up: let it look at the clocks again.
+            let _ = self.sync_wake.0.try_send(());
         }
         // Withdrawals are not sequenced: see the module's note.
         self.deliver(Committed {

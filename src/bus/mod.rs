@@ -409,6 +409,25 @@ mod tests {
     }
 
     #[test]
+    fn an_event_held_in_a_gap_wakes_the_sync_thread() {
+        let f = fixture(1);
+        f.bus.interest().join(0, Topic::Room("a".into()));
+        f.bus.remote_chat(vec![linked("a", 5, 4)]);
+        f.bus.baseline(&Topic::Room("a".into()), Some(4));
+        assert_eq!(drained(&f.inboxes[0]), vec!["chat [5]"]);
+        let _ = f.bus.take_requests();
+        let wakes = f.bus.sync_wakes();
+        while wakes.try_recv().is_ok() {}
+        // 7 after 5: a gap whose fill falls due in gap_timeout, maybe before the sync thread's
+        // next wake-up, so the sync thread is told to look at the clocks again.
+        f.bus.remote_chat(vec![linked("a", 7, 6)]);
+        assert_eq!(f.bus.held_events(), 1);
+        assert!(f.bus.take_requests().rooms.is_empty(), "no read is asked for yet");
+        assert!(wakes.try_recv().is_ok(), "the sync thread is woken");
+        assert!(f.bus.next_due().is_some(), "the gap has a due time");
+    }
+
+    #[test]
     fn published_events_follow_the_store_order_and_acks_wait_for_their_messages() {
         let f = fixture(2);
         f.bus.interest().join(0, Topic::Room("a".into()));
