@@ -353,6 +353,21 @@ mod tests {
         local_bus_with(&ClusterConfig::default())
     }
 
+    /// The ids of the chat events a reactor's inbox receives, until `count` came or `within` passed.
+    fn chat_ids(inbox: &crossbeam_channel::Receiver<ReactorMsg>, count: usize, within: Duration) -> Vec<i64> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + within;
+        while got.len() < count && Instant::now() < deadline {
+            for msg in inbox.try_iter() {
+                if let ReactorMsg::Chat(events) = msg {
+                    got.extend(events.iter().map(|e| e.id));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    }
+
     /// A single-node bus of one reactor whose sequencers follow `cluster` (its gap timeout).
     fn local_bus_with(cluster: &ClusterConfig) -> (Arc<Bus>, Vec<crossbeam_channel::Receiver<ReactorMsg>>, mio::Poll) {
         let poll = mio::Poll::new().expect("poll");
@@ -391,16 +406,7 @@ mod tests {
         bus.publish(Committed::of(&next));
 
         let want = vec![edge.messages[0].id, next.messages[0].id];
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < want.len() && Instant::now() < deadline {
-            for msg in receivers[0].try_iter() {
-                if let ReactorMsg::Chat(events) = msg {
-                    got.extend(events.iter().map(|e| e.id));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let got = chat_ids(&receivers[0], want.len(), Duration::from_secs(10));
         assert_eq!(got, want, "both, in order, long before the gap timeout");
         pool.shutdown(Instant::now() + Duration::from_secs(5));
         for suffix in ["", "-wal", "-shm"] {
@@ -444,16 +450,7 @@ mod tests {
         stored.push(last.messages[0].id);
         bus.publish(Committed::of(&last));
 
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while got.len() < stored.len() && Instant::now() < deadline {
-            for msg in receivers[0].try_iter() {
-                if let ReactorMsg::Chat(events) = msg {
-                    got.extend(events.iter().map(|e| e.id));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let got = chat_ids(&receivers[0], stored.len(), Duration::from_secs(20));
         assert_eq!(got, stored, "every message once, in order, over several pages");
         assert!(
             bus.metrics().cluster_gap_fills.load(Relaxed) >= 3,
@@ -504,16 +501,7 @@ mod tests {
         );
         bus.publish(Committed::of(&committed));
 
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while got.is_empty() && Instant::now() < deadline {
-            for msg in receivers[0].try_iter() {
-                if let ReactorMsg::Chat(events) = msg {
-                    got.extend(events.iter().map(|e| e.id));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let got = chat_ids(&receivers[0], 1, Duration::from_secs(5));
         assert_eq!(got, vec![id], "the SEND made after the listener arrived is delivered");
         pool.shutdown(Instant::now() + Duration::from_secs(5));
         for suffix in ["", "-wal", "-shm"] {
