@@ -353,6 +353,14 @@ mod tests {
         local_bus_with(&ClusterConfig::default())
     }
 
+    /// Stops a pool of [`sqlite_pool`] and removes its database files.
+    fn stop_pool(pool: StorePool, path: &std::path::Path) {
+        pool.shutdown(Instant::now() + Duration::from_secs(5));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
     /// The ids of the chat events a reactor's inbox receives, until `count` came or `within` passed.
     fn chat_ids(inbox: &crossbeam_channel::Receiver<ReactorMsg>, count: usize, within: Duration) -> Vec<i64> {
         let mut got = Vec::new();
@@ -408,10 +416,7 @@ mod tests {
         let want = vec![edge.messages[0].id, next.messages[0].id];
         let got = chat_ids(&receivers[0], want.len(), Duration::from_secs(10));
         assert_eq!(got, want, "both, in order, long before the gap timeout");
-        pool.shutdown(Instant::now() + Duration::from_secs(5));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        stop_pool(pool, &path);
     }
 
     /// What another node committed reaches this node only through the store: an event that
@@ -456,10 +461,7 @@ mod tests {
             bus.metrics().cluster_gap_fills.load(Relaxed) >= 3,
             "three pages at least"
         );
-        pool.shutdown(Instant::now() + Duration::from_secs(5));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        stop_pool(pool, &path);
     }
 
     /// A SEND accepted after a room's first local listener arrived is delivered, even when its
@@ -503,9 +505,6 @@ mod tests {
 
         let got = chat_ids(&receivers[0], 1, Duration::from_secs(5));
         assert_eq!(got, vec![id], "the SEND made after the listener arrived is delivered");
-        pool.shutdown(Instant::now() + Duration::from_secs(5));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        stop_pool(pool, &path);
     }
 }

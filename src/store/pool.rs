@@ -37,13 +37,19 @@ struct Common {
     metrics: Arc<Metrics>,
     healthy: AtomicBool,
     ready: AtomicBool,
-    stopping: AtomicBool,
     /// Disconnected when the pool stops: wakes every thread waiting on it at once, so that no
-    /// thread has to wake up periodically to look at `stopping`.
+    /// thread has to wake up periodically to see whether the pool stops.
     stop: Receiver<()>,
     /// Bumped each time the store comes back after an outage: connections opened before it are
     /// presumed dead and reopened before use, so no request fails on a stale connection.
     epoch: AtomicUsize,
+}
+
+impl Common {
+    /// Whether the pool stops: its stop channel is disconnected.
+    fn stopping(&self) -> bool {
+        matches!(self.stop.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected))
+    }
 }
 
 /// One worker thread's store connection, opened on first use and reopened after a failure.
@@ -66,9 +72,8 @@ impl Worker {
     /// Waits for the next job of `rx`; `None` once the pool is stopping and the queue is empty
     /// (or every sender of `rx` is gone).
     pub fn next<T>(&self, rx: &Receiver<T>) -> Option<T> {
-        if self.stopping() {
-            return rx.try_recv().ok();
-        }
+        // Once stopped, the stop branch is always ready; a queued job is still taken first or
+        // by `try_recv`, whichever branch is picked.
         crossbeam_channel::select! {
             recv(rx) -> job => job.ok(),
             recv(self.common.stop) -> _ => rx.try_recv().ok(),
@@ -83,7 +88,7 @@ impl Worker {
 
     /// Whether the pool is stopping (for threads that wait on something else than a job queue).
     pub fn stopping(&self) -> bool {
-        self.common.stopping.load(Ordering::Acquire)
+        self.common.stopping()
     }
 
     /// The process's counters (for threads that count what their jobs did).
@@ -150,7 +155,6 @@ impl StorePool {
             metrics,
             healthy: AtomicBool::new(false),
             ready: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
             stop: stop_rx,
             epoch: AtomicUsize::new(0),
         });
@@ -240,7 +244,6 @@ impl StorePool {
 
     /// Lets queued work finish, then joins every thread (bounded by `deadline`).
     pub fn shutdown(&self, deadline: Instant) {
-        self.common.stopping.store(true, Ordering::Release);
         drop(
             self.stop
                 .lock()
@@ -292,7 +295,7 @@ fn general_loop(rx: Receiver<Job>, mut worker: Worker) {
 fn monitor_loop(common: &Common, on_ready: Option<&OnReady>) {
     let mut db: Option<Box<dyn Backend>> = None;
     let mut last_error = String::new();
-    while !common.stopping.load(Ordering::Acquire) {
+    while !common.stopping() {
         let result = match db.as_mut() {
             Some(conn) => conn.ping(),
             None => common.url.open().and_then(|mut conn| {

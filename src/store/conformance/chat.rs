@@ -525,32 +525,20 @@ pub fn group_is_atomic(db: &mut dyn Backend, poison: &str) {
             })
             .collect()
     };
-    let notes_before = db
-        .list_notifications(
-            "g_target",
-            NotificationQuery {
-                unread_only: false,
-                limit: 500,
-                before: None,
-            },
-        )
-        .expect("list")
-        .len();
+    let notes = |db: &mut dyn Backend| {
+        let all = NotificationQuery {
+            unread_only: false,
+            limit: 500,
+            before: None,
+        };
+        db.list_notifications("g_target", all).expect("list").len()
+    };
+    let notes_before = notes(db);
     assert!(db.commit_chat(&group(poison)).is_err(), "the poisoned group fails");
     for room in rooms {
         assert!(history(db, room, 500, None, None).is_empty(), "{room}: nothing stored");
     }
-    let notes_after = db
-        .list_notifications(
-            "g_target",
-            NotificationQuery {
-                unread_only: false,
-                limit: 500,
-                before: None,
-            },
-        )
-        .expect("list")
-        .len();
+    let notes_after = notes(db);
     assert_eq!(notes_after, notes_before, "no mention of the failed group");
 
     let committed = db.commit_chat(&group("the antidote")).expect("the clean group commits");
